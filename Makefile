@@ -1,0 +1,46 @@
+# CKD edge kit. `make demo` and `make test` each do their own set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CKD := $(VENV)/bin/ckd
+GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
+	libgirepository1.0-dev libcairo2-dev pkg-config
+
+.PHONY: venv sysdeps demo test lint bench clean
+
+# GStreamer comes from the OS (as JetPack ships it). As root we install it; otherwise we print the command.
+sysdeps:
+	@if gst-inspect-1.0 --version >/dev/null 2>&1 && pkg-config --exists gobject-introspection-1.0 cairo \
+		&& gst-inspect-1.0 x264enc >/dev/null 2>&1; then echo "sysdeps: GStreamer present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GST_DEBS); \
+	else echo "sysdeps: GStreamer missing; run: sudo apt-get install -y $(GST_DEBS)"; exit 1; fi
+
+$(VENV)/.installed: pyproject.toml
+	$(MAKE) sysdeps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,gst]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(CKD) demo --out out/demo
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	$(CKD) bench --keep-ratios 1.0,0.7 --backends torch,onnxruntime --precisions fp32,int8 \
+		--json out/bench/bench.json --markdown out/bench/bench.md --plot out/bench/bench.png
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,1 @@
+"""The `ckd` command line. Imports every layer of the kit; nothing imports it."""
