@@ -126,3 +126,7 @@ def preset(name: str) -> CKDConfig:
         return PRESETS[name]
     except KeyError:
         raise CKDError(f"unknown model preset {name!r}; choose from {', '.join(PRESETS)}") from None
+
+
+# The keep-ratio ladder shared by export (one graph per rung), training (random rungs) and the run-time controller.
+LADDER: tuple[float, ...] = (1.0, 0.85, 0.7, 0.6, 0.5)
