@@ -1,0 +1,1 @@
+"""TensorRT engines: API feature detection, rung plans, the engine cache and the builder (tensorrt imported lazily)."""
