@@ -1,0 +1,103 @@
+"""`ckd track`: run the tracker over a benchmark dataset and write results in its own format."""
+
+from __future__ import annotations
+
+import argparse
+
+from ckd_cli.common import add_checkpoint_arg
+
+BENCHMARKS = ("lasher", "rgbt234", "rgbt210", "gtot", "vtuav")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "track",
+        help="track every sequence of a dataset, write <seq>.txt results",
+        description="Run the CKD tracker over a dataset (initialised from the first ground-truth box) and write "
+        "one <seq>.txt per sequence: x,y,w,h per frame, 1-based pixels, comma separated (what the benchmark "
+        "toolkits and `ckd eval` read). Files are written atomically; existing results are skipped unless --force.",
+    )
+    p.add_argument("--benchmark", choices=BENCHMARKS, required=True)
+    p.add_argument("--data-root", required=True, help="dataset root in the benchmark's own layout")
+    add_checkpoint_arg(p)
+    p.add_argument("--out", required=True, help="results folder (one <seq>.txt per sequence)")
+    p.add_argument(
+        "--backend", choices=["torch", "onnxruntime"], default="torch", help="runtime (default torch)"
+    )
+    p.add_argument("--model-dir", default=None, help="exported model folder (manifest.json) for onnxruntime")
+    p.add_argument("--keep-ratio", type=float, default=None, help="CE keep ratio (default: the model's)")
+    p.add_argument("--sequences", nargs="*", default=None, help="only these sequence names")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
+    p.add_argument("--force", action="store_true", help="overwrite existing result files")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from ckd.data.boxes import to_one_based, write_boxes
+    from ckd.data.readers import open_dataset
+    from ckd.errors import CKDError
+    from ckd.track.tracker import Tracker
+
+    backend = _make_backend(args)
+    sequences = open_dataset(args.benchmark, args.data_root)
+    if args.sequences:
+        wanted = set(args.sequences)
+        unknown = wanted - {s.name for s in sequences}
+        if unknown:
+            raise CKDError(f"unknown sequences in {args.data_root}: {', '.join(sorted(unknown))}")
+        sequences = [s for s in sequences if s.name in wanted]
+    out = Path(args.out)
+    todo = [s for s in sequences if args.force or not (out / f"{s.name}.txt").exists()]
+    if not todo:
+        print(f"all {len(sequences)} sequences already have results in {out} (use --force to redo)")
+        return 0
+    tracker = Tracker(backend)
+    frames, model_s, total_s = 0, 0.0, 0.0
+    bar = tqdm(total=sum(len(s) for s in todo), unit="frame", desc="track")
+    for seq in todo:
+        bar.set_postfix_str(seq.name)
+        init = seq.gt[0]
+        if not np.isfinite(init).all() or init[2] <= 0 or init[3] <= 0:
+            raise CKDError(f"{seq.name}: first ground-truth box {init.tolist()} is not a valid init box")
+        boxes = np.empty((len(seq), 4))
+        rgb, tir = seq.load(0)
+        tracker.init(rgb, tir, init)
+        boxes[0] = init
+        bar.update(1)
+        for i in range(1, len(seq)):
+            rgb, tir = seq.load(i)
+            t0 = time.perf_counter()
+            boxes[i], _ = tracker.update(rgb, tir, keep_ratio=args.keep_ratio)
+            total_s += time.perf_counter() - t0
+            model_s += tracker.last_timing["model_ms"] / 1e3
+            frames += 1
+            bar.update(1)
+        write_boxes(out / f"{seq.name}.txt", to_one_based(boxes))
+    bar.close()
+    if frames:
+        print(
+            f"{len(todo)} sequences, {frames} tracked frames: {frames / total_s:.1f} FPS tracker "
+            f"({frames / model_s:.1f} FPS model only, image loading excluded) -> {out}"
+        )
+    return 0
+
+
+def _make_backend(args: argparse.Namespace):
+    if args.backend == "onnxruntime":
+        from edge.backends.onnxruntime import OrtBackend
+
+        if not args.model_dir:
+            from ckd.errors import CKDError
+
+            raise CKDError("--backend onnxruntime needs --model-dir (made by `ckd export`)")
+        return OrtBackend(args.model_dir, threads=args.threads)
+    from ckd.model.checkpoint import load_model
+    from ckd.track.torch_backend import TorchBackend
+
+    return TorchBackend(load_model(args.checkpoint), threads=args.threads)
