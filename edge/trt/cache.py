@@ -1,0 +1,110 @@
+"""Engine cache: TensorRT engines are tied to the model, TensorRT version and GPU, so each is stored with its key.
+
+An engine `ckd_k0.70_fp16.engine` sits beside `ckd_k0.70_fp16.engine.json` holding the key (model sha256,
+rung, precision, TensorRT version, device, compute capability, DLA core) and the engine's own sha256.
+`check` compares the stored key field by field and says in one line why an engine must be rebuilt.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ckd.errors import CKDError
+from edge.atomic import write_bytes_atomic, write_text_atomic
+from edge.manifest import sha256_file
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything an engine depends on."""
+
+    model_sha256: str  # sha256 of the ONNX graph it was built from
+    keep_ratio: float
+    precision: str  # fp16 | int8 | fp32
+    tensorrt: str
+    device: str
+    compute_capability: str
+    dla_core: int | None = None
+
+    @property
+    def stem(self) -> str:
+        """File stem: rung, precision and DLA core (the rest lives in the sidecar and is checked)."""
+        dla = "" if self.dla_core is None else f"_dla{self.dla_core}"
+        return f"ckd_k{self.keep_ratio:.2f}_{self.precision}{dla}"
+
+
+@dataclass(frozen=True)
+class CacheCheck:
+    """Outcome of looking up a key: `ok` with the engine path, or the reason to rebuild."""
+
+    path: Path
+    ok: bool
+    reason: str
+
+
+def engine_path(cache_dir: str | Path, key: EngineKey) -> Path:
+    return Path(cache_dir) / f"{key.stem}.engine"
+
+
+def _meta_path(engine: Path) -> Path:
+    return engine.with_name(engine.name + ".json")
+
+
+def timing_cache_path(cache_dir: str | Path, tensorrt: str, device: str) -> Path:
+    """One persistent timing cache per TensorRT version and device (shared by all rungs and precisions)."""
+    slug = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in f"{device}_trt{tensorrt}")
+    return Path(cache_dir) / f"timing_{slug}.cache"
+
+
+def check(cache_dir: str | Path, key: EngineKey) -> CacheCheck:
+    """Is there a usable engine for `key`? Verifies the stored key and the engine file's checksum."""
+    path = engine_path(cache_dir, key)
+    meta_file = _meta_path(path)
+    if not path.is_file() or not meta_file.is_file():
+        return CacheCheck(path, False, f"{path.name}: not built yet")
+    try:
+        meta = json.loads(meta_file.read_text())
+        stored = meta["key"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return CacheCheck(path, False, f"{meta_file.name}: unreadable cache record, rebuilding")
+    changed = [
+        f"{f.name} {stored.get(f.name)!r} -> {getattr(key, f.name)!r}"
+        for f in fields(EngineKey)
+        if stored.get(f.name) != getattr(key, f.name)
+    ]
+    if changed:
+        return CacheCheck(path, False, f"{path.name}: rebuilding, {'; '.join(changed)}")
+    if sha256_file(path) != meta.get("engine_sha256"):
+        return CacheCheck(path, False, f"{path.name}: engine file checksum does not match its record, rebuilding")
+    return CacheCheck(path, True, f"{path.name}: cached engine matches")
+
+
+def store(cache_dir: str | Path, key: EngineKey, engine: bytes, extra: dict | None = None) -> Path:
+    """Write an engine and its key record atomically (engine first, so a record never names a missing file)."""
+    path = engine_path(cache_dir, key)
+    write_bytes_atomic(path, engine)
+    record = {
+        "key": asdict(key),
+        "engine_sha256": hashlib.sha256(engine).hexdigest(),
+        "built": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    write_text_atomic(_meta_path(path), json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def load(cache_dir: str | Path, key: EngineKey) -> bytes:
+    """The verified engine bytes for `key`, or CKDError with the reason it cannot be used."""
+    result = check(cache_dir, key)
+    if not result.ok:
+        raise CKDError(f"{result.reason} (run `ckd build`)")
+    return result.path.read_bytes()
+
+
+def record(cache_dir: str | Path, key: EngineKey) -> dict:
+    """The stored record of a cached engine (key, checksum, build details such as timings)."""
+    return json.loads(_meta_path(engine_path(cache_dir, key)).read_text())

@@ -1,0 +1,158 @@
+"""What to build and what to keep: rung plans, the `best` precision choice and the fidelity gate (plain functions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ckd.errors import CKDError
+from edge.devices import DeviceProfile
+from edge.manifest import Manifest
+
+# Fidelity gate against the fp32 ONNX reference: same score-map peak cell, box within 1 % of the search crop.
+MAX_BOX_ERROR = 0.01
+MAX_SCORE_ERROR = 0.05
+# INT8 must beat FP16 by this much to be kept under `best` (FP16 is the more faithful of the two).
+INT8_MIN_SPEEDUP = 1.05
+
+
+@dataclass(frozen=True)
+class RungPlan:
+    """One engine to build: a rung, a precision, its ONNX source and how INT8 is obtained."""
+
+    keep_ratio: float
+    precision: str  # fp16 | int8 | fp32
+    onnx: Path
+    onnx_sha256: str
+    int8_source: str = ""  # "qdq" (Q/DQ graph) or "calibration-cache" (fp32 graph + cache, TensorRT 8.x only)
+    calibration_cache: Path | None = None
+    dla_core: int | None = None
+
+
+def precisions_for(request: str, profile: DeviceProfile) -> tuple[str, ...]:
+    """Concrete precisions for a request: `best` builds FP16 and INT8 side by side."""
+    if request == "best":
+        wanted: tuple[str, ...] = ("fp16", "int8")
+    elif request in ("fp16", "int8", "fp32"):
+        wanted = (request,)
+    else:
+        raise CKDError(f"unknown precision {request!r}; choose fp16, int8, best or fp32")
+    slow = [p for p in wanted if p not in profile.precisions]
+    if slow:
+        raise CKDError(f"{profile.name} (sm {profile.compute_capability}) has no fast {', '.join(slow)}")
+    return wanted
+
+
+def check_dla(dla_core: int | None, profile: DeviceProfile) -> None:
+    if dla_core is None:
+        return
+    if profile.dla_cores == 0:
+        raise CKDError(f"{profile.name} has no DLA; drop --dla")
+    if not 0 <= dla_core < profile.dla_cores:
+        raise CKDError(f"--dla {dla_core}: {profile.name} has DLA cores 0..{profile.dla_cores - 1}")
+
+
+def plan_rungs(
+    export: Manifest,
+    request: str,
+    profile: DeviceProfile,
+    *,
+    int8_export: Manifest | None = None,
+    allow_calibration_cache: bool = False,
+    dla_core: int | None = None,
+) -> list[RungPlan]:
+    """Engines to build: for every fp32 rung of `export`, one engine per concrete precision.
+
+    INT8 comes from the Q/DQ rung of the same keep ratio (in `int8_export` or `export` itself); without one,
+    from the fp32 graph plus the manifest's calibration cache when `allow_calibration_cache` (TensorRT 8.x).
+    """
+    check_dla(dla_core, profile)
+    precisions = precisions_for(request, profile)
+    fp32 = [r for r in export.rungs if r.precision == "fp32"]
+    if not fp32:
+        raise CKDError(f"{export.directory}: the export manifest has no fp32 rungs to build from")
+    qdq_source = int8_export or export
+    cache_file = (export.calibration or {}).get("cache")
+    plans = []
+    for rung in sorted(fp32, key=lambda r: -r.keep_ratio):
+        for precision in precisions:
+            if precision != "int8":
+                plans.append(RungPlan(rung.keep_ratio, precision, export.path(rung), rung.sha256, dla_core=dla_core))
+                continue
+            qdq = [r for r in qdq_source.rungs if r.precision == "int8" and abs(r.keep_ratio - rung.keep_ratio) < 1e-6]
+            if qdq:
+                plans.append(
+                    RungPlan(rung.keep_ratio, "int8", qdq_source.path(qdq[0]), qdq[0].sha256, "qdq", dla_core=dla_core)
+                )
+            elif allow_calibration_cache and cache_file:
+                cache = export.directory / cache_file
+                plans.append(
+                    RungPlan(
+                        rung.keep_ratio, "int8", export.path(rung), rung.sha256, "calibration-cache", cache, dla_core
+                    )
+                )
+            else:
+                raise CKDError(
+                    f"no INT8 source for keep ratio {rung.keep_ratio:.2f}: run `ckd quantize` (Q/DQ rungs)"
+                    + (" or give a calibration cache" if allow_calibration_cache else "")
+                )
+    return plans
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How far an engine's outputs are from the fp32 reference."""
+
+    box_error: float  # max |pred_boxes - ref|, normalised to the search crop
+    score_error: float  # max |score_map - ref|
+    peak_match: bool  # same arg-max cell of the score map
+
+    @property
+    def passed(self) -> bool:
+        return self.peak_match and self.box_error <= MAX_BOX_ERROR and self.score_error <= MAX_SCORE_ERROR
+
+
+def fidelity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> Fidelity:
+    """Compare one run's `score_map` and `pred_boxes` to the reference outputs of the same inputs."""
+    score, ref_score = np.asarray(outputs["score_map"], np.float32), np.asarray(reference["score_map"], np.float32)
+    boxes, ref_boxes = np.asarray(outputs["pred_boxes"], np.float32), np.asarray(reference["pred_boxes"], np.float32)
+    return Fidelity(
+        box_error=float(np.max(np.abs(boxes - ref_boxes))),
+        score_error=float(np.max(np.abs(score - ref_score))),
+        peak_match=int(np.argmax(score)) == int(np.argmax(ref_score)),
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A built engine measured on the device."""
+
+    keep_ratio: float
+    precision: str
+    gpu_ms: float  # median GPU latency
+    fidelity: Fidelity
+
+
+def choose_best(candidates: list[Candidate]) -> dict[float, Candidate]:
+    """Per rung, the engine to keep: fastest that passes the gate; INT8 only if clearly faster than FP16."""
+    by_rung: dict[float, list[Candidate]] = {}
+    for c in candidates:
+        by_rung.setdefault(round(c.keep_ratio, 4), []).append(c)
+    chosen = {}
+    for ratio, group in sorted(by_rung.items()):
+        passing = [c for c in group if c.fidelity.passed]
+        if not passing:
+            worst = ", ".join(
+                f"{c.precision}: box {c.fidelity.box_error:.4f}, peak {'ok' if c.fidelity.peak_match else 'moved'}"
+                for c in group
+            )
+            raise CKDError(f"keep ratio {ratio:.2f}: no engine passes the fidelity gate ({worst})")
+        fp16 = next((c for c in passing if c.precision == "fp16"), None)
+        int8 = next((c for c in passing if c.precision == "int8"), None)
+        if fp16 and int8:
+            chosen[ratio] = int8 if int8.gpu_ms * INT8_MIN_SPEEDUP <= fp16.gpu_ms else fp16
+        else:
+            chosen[ratio] = min(passing, key=lambda c: c.gpu_ms)
+    return chosen

@@ -1,0 +1,97 @@
+"""Rung plans, precision choice under `best`, the fidelity gate and reference outputs (real ONNX Runtime)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from toy_export import toy_export
+
+from ckd.errors import CKDError
+from edge.devices import PROFILES, profile_from_nvidia_smi
+from edge.trt.plan import Candidate, Fidelity, choose_best, fidelity, plan_rungs
+from edge.trt.reference import load_reference, make_reference
+
+ORIN = PROFILES["orin-nx"]
+
+
+def test_plan_best_builds_fp16_and_int8_per_rung(tmp_path):
+    export = toy_export(tmp_path, ratios=(1.0, 0.7, 0.5), int8=True)
+    plans = plan_rungs(export, "best", ORIN)
+    assert [(p.keep_ratio, p.precision) for p in plans] == [
+        (1.0, "fp16"),
+        (1.0, "int8"),
+        (0.7, "fp16"),
+        (0.7, "int8"),
+        (0.5, "fp16"),
+        (0.5, "int8"),
+    ]
+    int8 = plans[1]
+    assert int8.onnx.name == "ckd_k1.00_int8.onnx" and int8.int8_source == "qdq"
+    assert plans[0].onnx.name == "ckd_k1.00.onnx" and plans[0].onnx_sha256 == export.rungs[0].sha256
+
+
+def test_plan_int8_sources(tmp_path):
+    export = toy_export(tmp_path / "fp32", ratios=(0.7,))
+    with pytest.raises(CKDError, match="no INT8 source for keep ratio 0.70: run `ckd quantize`"):
+        plan_rungs(export, "int8", ORIN)
+    qdq = toy_export(tmp_path / "q", ratios=(0.7,), int8=True)
+    assert plan_rungs(export, "int8", ORIN, int8_export=qdq)[0].onnx.parent == tmp_path / "q"
+    export.calibration = {"cache": "calib.cache"}
+    plan = plan_rungs(export, "int8", ORIN, allow_calibration_cache=True)[0]
+    assert plan.int8_source == "calibration-cache" and plan.calibration_cache == tmp_path / "fp32" / "calib.cache"
+
+
+def test_plan_device_limits(tmp_path):
+    export = toy_export(tmp_path, ratios=(0.7,))
+    with pytest.raises(CKDError, match="Jetson Orin Nano has no DLA"):
+        plan_rungs(export, "fp16", PROFILES["orin-nano"], dla_core=0)
+    with pytest.raises(CKDError, match="DLA cores 0..1"):
+        plan_rungs(export, "fp16", ORIN, dla_core=2)
+    assert plan_rungs(export, "fp16", ORIN, dla_core=1)[0].dla_core == 1
+    with pytest.raises(CKDError, match="no fast fp16"):
+        plan_rungs(export, "fp16", profile_from_nvidia_smi("NVIDIA GeForce GTX 1080, 6.1"))
+    with pytest.raises(CKDError, match="unknown precision 'fp8'"):
+        plan_rungs(export, "fp8", ORIN)
+
+
+def test_fidelity_gate_numbers():
+    rng = np.random.default_rng(1)
+    ref = {"score_map": rng.random((1, 1, 8, 8)).astype(np.float32), "pred_boxes": rng.random((1, 1, 4))}
+    same = fidelity(ref, ref)
+    assert same == Fidelity(0.0, 0.0, True) and same.passed
+    near = fidelity({"score_map": ref["score_map"] + 0.01, "pred_boxes": ref["pred_boxes"] + 0.005}, ref)
+    assert near.passed and near.box_error == pytest.approx(0.005, abs=1e-6)
+    moved = ref["score_map"].copy()
+    moved.flat[(int(np.argmax(moved)) + 1) % 64] = 2.0
+    assert not fidelity({"score_map": moved, "pred_boxes": ref["pred_boxes"]}, ref).passed
+    assert not fidelity({"score_map": ref["score_map"], "pred_boxes": ref["pred_boxes"] + 0.02}, ref).passed
+
+
+def test_choose_best():
+    good, bad = Fidelity(0.002, 0.01, True), Fidelity(0.03, 0.2, False)
+    picks = choose_best(
+        [
+            Candidate(1.0, "fp16", 10.0, good),
+            Candidate(1.0, "int8", 6.0, good),  # clearly faster: INT8 kept
+            Candidate(0.7, "fp16", 8.0, good),
+            Candidate(0.7, "int8", 7.8, good),  # < 5 % faster: FP16 kept
+            Candidate(0.5, "fp16", 7.0, good),
+            Candidate(0.5, "int8", 4.0, bad),  # fails the gate
+        ]
+    )
+    assert {k: c.precision for k, c in picks.items()} == {1.0: "int8", 0.7: "fp16", 0.5: "fp16"}
+    with pytest.raises(CKDError, match="keep ratio 0.70: no engine passes the fidelity gate .*int8: box 0.0300"):
+        choose_best([Candidate(0.7, "int8", 4.0, bad)])
+
+
+def test_reference_round_trip_with_onnxruntime(tmp_path):
+    export = toy_export(tmp_path, ratios=(1.0, 0.7))
+    make_reference(export)
+    inputs, out_1 = load_reference(tmp_path, 1.0)
+    _, out_07 = load_reference(tmp_path, 0.7)
+    # the toy graph: score_map = keep_ratio * 16x16 mean of the channel-mean of search_rgb
+    expected = inputs["search_rgb"].mean(axis=1).reshape(8, 16, 8, 16).mean(axis=(1, 3))
+    np.testing.assert_allclose(out_1["score_map"][0, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(out_07["score_map"], 0.7 * out_1["score_map"], atol=1e-6)
+    with pytest.raises(CKDError, match="no reference outputs for keep ratio 0.50"):
+        load_reference(tmp_path, 0.5)
