@@ -5,30 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from toy_export import toy_export
 
 from ckd.errors import CKDError
 from ckd.model.config import preset
-from ckd.track.backend import input_shapes, output_shapes
-from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
+from edge.manifest import MANIFEST_NAME, Manifest, Rung, sha256_file
 
 
 def make_export(tmp_path, ratios=(1.0, 0.7, 0.5)) -> Manifest:
-    cfg = preset("nano")
-    rungs = []
-    for k in ratios:
-        f = tmp_path / rung_filename(k)
-        f.write_bytes(f"fake onnx rung {k}".encode())
-        rungs.append(Rung.from_file(f, k))
-    m = Manifest(
-        config=cfg.to_dict(),
-        checkpoint_sha256="ab" * 32,
-        opset=17,
-        inputs={k: list(v) for k, v in input_shapes(cfg.template_size, cfg.search_size).items()},
-        outputs={k: list(v) for k, v in output_shapes(cfg.feat_size).items()},
-        rungs=rungs,
-    )
-    m.save(tmp_path)
-    return m
+    return toy_export(tmp_path, ratios)
 
 
 def test_round_trip_and_fields(tmp_path):
