@@ -1,1 +1,41 @@
-"""edge/backends."""
+"""Runtime backends for the tracker and `make_backend`, which picks one: ONNX Runtime when no GPU is present."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ckd.errors import CKDError
+
+KINDS = ("auto", "torch", "onnxruntime")
+
+
+def has_cuda() -> bool:
+    """An NVIDIA GPU is usable (nvidia-smi on PATH or a Jetson release file)."""
+    return shutil.which("nvidia-smi") is not None or Path("/etc/nv_tegra_release").exists()
+
+
+def make_backend(kind: str, source: str | Path | None, threads: int | None = None, precision: str | None = None):
+    """A tracker backend.
+
+    kind: "torch" (source = checkpoint or None for the demo student), "onnxruntime" (source = a folder
+    from `ckd export`/`ckd quantize`), or "auto": ONNX Runtime for an export folder when no GPU is
+    present, torch otherwise. TensorRT engines are built and run by `edge.trt`, not here.
+    """
+    if kind not in KINDS:
+        raise CKDError(f"unknown backend {kind!r}; choose from {', '.join(KINDS)}")
+    is_export_dir = source is not None and Path(source).is_dir()
+    if kind == "auto":
+        kind = "onnxruntime" if is_export_dir and not has_cuda() else "torch"
+    if kind == "onnxruntime":
+        if not is_export_dir:
+            raise CKDError(f"{source}: the onnxruntime backend needs a `ckd export`/`ckd quantize` folder")
+        from edge.backends.onnxruntime import OrtBackend
+
+        return OrtBackend(source, threads=threads, precision=precision)
+    if is_export_dir:
+        raise CKDError(f"{source}: the torch backend needs a checkpoint file, not an export folder")
+    from ckd.model.checkpoint import load_model
+    from ckd.track.torch_backend import TorchBackend
+
+    return TorchBackend(load_model(source), threads=threads)
