@@ -1,0 +1,163 @@
+"""TensorRT backend: one execution context per keep-ratio rung, all sharing one stream and one set of buffers.
+
+Inputs and outputs have the same shapes at every rung, so one set of page-locked buffers serves all
+contexts; their addresses are bound by tensor name once (`set_tensor_address`) and every frame is just
+`execute_async_v3`. On Jetson the buffers are mapped host memory: `input_buffers()` returns arrays the
+GPU reads directly (zero copy). On a discrete GPU the inputs are copied up and the outputs down
+asynchronously on the same stream. With `cuda_graphs=True` each rung's launch is captured once and replayed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ckd.errors import CKDError
+from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES, input_shapes, output_shapes
+from edge.devices import Device
+from edge.manifest import Manifest
+from edge.trt import cache
+from edge.trt.cuda import Cuda, HostBuffer
+from edge.trt.flags import detect, import_tensorrt
+
+SELECTION_NAME = "selection.json"
+
+
+class TensorRTBackend:
+    """The tracker's Backend over serialized TensorRT engines, one per rung (`{keep_ratio: engine bytes}`)."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engines: Mapping[float, bytes],
+        template_size: int,
+        search_size: int,
+        patch_size: int = 16,
+        *,
+        zero_copy: bool = False,
+        cuda_graphs: bool = False,
+        default_keep_ratio: float | None = None,
+    ) -> None:
+        if not engines:
+            raise CKDError("TensorRT backend needs at least one engine")
+        trt = import_tensorrt()
+        features = detect(trt)
+        features.require_supported()
+        self.template_size, self.search_size = template_size, search_size
+        self.keep_ratios = tuple(sorted(engines))
+        self.default_keep_ratio = default_keep_ratio if default_keep_ratio is not None else self.keep_ratios[-1]
+        self.zero_copy, self.cuda_graphs = zero_copy, cuda_graphs
+        self.cuda = Cuda()
+        self.stream = self.cuda.stream()
+        self._start, self._end = self.cuda.event(), self.cuda.event()
+        self.last_gpu_ms = float("nan")
+        shapes = input_shapes(template_size, search_size) | output_shapes(search_size // patch_size)
+        self._buffers = {n: HostBuffer(self.cuda, s, np.float32, mapped=zero_copy) for n, s in shapes.items()}
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engines, self._contexts, self._graphs = {}, {}, {}
+        for ratio, blob in engines.items():
+            engine = self._runtime.deserialize_cuda_engine(blob)
+            if engine is None:
+                raise CKDError(f"keep ratio {ratio:.2f}: TensorRT could not deserialize the engine (rebuild it)")
+            self._check_io(trt, engine, shapes, ratio)
+            context = engine.create_execution_context()
+            for name in shapes:
+                context.set_tensor_address(name, self._buffers[name].device_ptr)
+            self._engines[ratio], self._contexts[ratio] = engine, context
+
+    @staticmethod
+    def _check_io(trt, engine, shapes: dict[str, tuple[int, ...]], ratio: float) -> None:
+        names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+        if names != set(shapes):
+            raise CKDError(f"keep ratio {ratio:.2f}: engine tensors {sorted(names)} are not the CKD I/O names")
+        for name, shape in shapes.items():
+            got = tuple(engine.get_tensor_shape(name))
+            if got != shape or engine.get_tensor_dtype(name) != trt.float32:
+                raise CKDError(f"keep ratio {ratio:.2f}: engine tensor {name} is {got}, expected float32 {shape}")
+
+    def input_buffers(self) -> dict[str, np.ndarray]:
+        return {name: self._buffers[name].array for name in INPUT_NAMES}
+
+    def _rung(self, keep_ratio: float | None) -> float:
+        target = self.default_keep_ratio if keep_ratio is None else keep_ratio
+        return min(self.keep_ratios, key=lambda r: (abs(r - target), -r))
+
+    def _enqueue(self, ratio: float) -> None:
+        for name in INPUT_NAMES:
+            self._buffers[name].to_device(self.stream)
+        if not self._contexts[ratio].execute_async_v3(self.stream):
+            raise CKDError(f"keep ratio {ratio:.2f}: TensorRT execute_async_v3 failed")
+        for name in OUTPUT_NAMES:
+            self._buffers[name].to_host(self.stream)
+
+    def _capture(self, ratio: float):
+        self._enqueue(ratio)  # one plain run first: TensorRT allocates lazily, which must not happen in a capture
+        self.cuda.sync(self.stream)
+        self.cuda.begin_capture(self.stream)
+        self._enqueue(ratio)
+        return self.cuda.end_capture(self.stream)
+
+    def run(self, inputs: Mapping[str, np.ndarray], keep_ratio: float | None = None) -> dict[str, np.ndarray]:
+        ratio = self._rung(keep_ratio)
+        for name in INPUT_NAMES:
+            buf = self._buffers[name].array
+            if inputs[name] is not buf:  # the tracker writes into input_buffers(): then nothing is copied
+                np.copyto(buf, inputs[name])
+        self.cuda.call("cudaEventRecord", self._start, self.stream)
+        if self.cuda_graphs:
+            if ratio not in self._graphs:
+                self._graphs[ratio] = self._capture(ratio)
+            self.cuda.launch(self._graphs[ratio], self.stream)
+        else:
+            self._enqueue(ratio)
+        self.cuda.call("cudaEventRecord", self._end, self.stream)
+        self.cuda.sync(self.stream)
+        self.last_gpu_ms = self.cuda.elapsed_ms(self._start, self._end)
+        return {name: self._buffers[name].array.copy() for name in OUTPUT_NAMES}
+
+    def close(self) -> None:
+        self._contexts.clear()
+        self._engines.clear()
+        self._graphs.clear()
+        for buf in self._buffers.values():
+            buf.free()
+
+    @classmethod
+    def from_export(
+        cls, export_dir: str | Path, device: Device, cache_dir: str | Path | None = None, cuda_graphs: bool = False
+    ) -> TensorRTBackend:
+        """The engines `ckd build` selected for an export (`selection.json`), each verified against the cache."""
+        export = Manifest.load(export_dir)
+        cache_dir = Path(cache_dir) if cache_dir else Path(export_dir) / "engines"
+        selection_file = cache_dir / SELECTION_NAME
+        if not selection_file.is_file():
+            raise CKDError(f"{selection_file}: no engines selected yet (run `ckd build --onnx {export_dir}`)")
+        selection = json.loads(selection_file.read_text())
+        trt_version = import_tensorrt().__version__
+        exported = {r.sha256 for r in export.rungs}
+        engines = {}
+        for item in selection["rungs"]:
+            key = cache.EngineKey(**item["key"])
+            here = (device.name, device.profile.compute_capability, trt_version)
+            if (key.device, key.compute_capability, key.tensorrt) != here:
+                raise CKDError(
+                    f"{selection_file}: engines were built for {key.device} / TensorRT {key.tensorrt}, "
+                    f"this is {device.name} / TensorRT {trt_version}: run `ckd build` again"
+                )
+            if key.precision != "int8" and key.model_sha256 not in exported:
+                raise CKDError(f"{selection_file}: the export changed since its engines were built: run `ckd build`")
+            engines[key.keep_ratio] = cache.load(cache_dir, key)
+        cfg = export.ckd_config
+        return cls(
+            engines,
+            cfg.template_size,
+            cfg.search_size,
+            cfg.patch_size,
+            zero_copy=device.is_jetson,
+            cuda_graphs=cuda_graphs,
+            default_keep_ratio=export.rung(None).keep_ratio,
+        )
