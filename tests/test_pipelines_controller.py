@@ -156,13 +156,14 @@ def spin(seconds: float) -> None:
 
 
 def test_holds_target_fps_under_injected_load_and_returns_to_richest():
-    """Real time: per-rung cost from kept tokens, doubled by an injected busy-wait from 1.5 s to 6 s."""
+    """Real time: per-rung cost from kept tokens; an injected busy-wait adds 1.5x the frame cost from 1.5 s to 6 s."""
+    fps, budget = 30.0, 1.0 / 30.0  # a camera rate; preemption jitter on a busy machine is small next to 33 ms
     cfg = CKDConfig()
     full = sum(cfg.kept_tokens(1.0))
-    # 13.0 / 7.7 / 5.2 / 3.6 ms at 50 fps (cost is not proportional to the controller's prior: it must learn)
-    cost = {r: BUDGET * (0.1 + 0.55 * sum(cfg.kept_tokens(r.keep_ratio)) / full) for r in RUNGS}
+    # 16.7 / 10.2 / 7.2 / 5.2 ms at 30 fps (not proportional to the controller's prior: it must learn the ratios)
+    cost = {r: budget * (0.1 + 0.4 * sum(cfg.kept_tokens(r.keep_ratio)) / full) for r in RUNGS}
     load_from, load_to, end = 1.5, 6.0, 8.5
-    ctl, pacer = RungController(RUNGS, FPS), FramePacer(FPS)
+    ctl, pacer = RungController(RUNGS, fps), FramePacer(fps)
     frames: list[tuple[float, int, bool]] = []  # (start time, rung index, skipped)
     start = time.perf_counter()
     while True:
@@ -173,7 +174,7 @@ def test_holds_target_fps_under_injected_load_and_returns_to_richest():
             break
         d, i = ctl.decision, ctl.rung_index
         if not d.skip:
-            spin(cost[d.rung] * (2.0 if load_from <= t < load_to else 1.0))
+            spin(cost[d.rung] * (2.5 if load_from <= t < load_to else 1.0))
         ctl.update(time.perf_counter() - t0, None if d.skip else 0.5)
         frames.append((t, i, d.skip))
 
@@ -182,12 +183,12 @@ def test_holds_target_fps_under_injected_load_and_returns_to_richest():
 
     assert {i for _, i, _ in window(0.3, load_from)} == {0}
     loaded = [f for f in window(load_to - 2.5, load_to) if not f[2]]  # settled: 3 s after the load arrived
-    fps = (len(loaded) - 1) / (loaded[-1][0] - loaded[0][0])
-    assert abs(fps - FPS) / FPS <= 0.05, f"held {fps:.1f} fps under load, target {FPS}"
-    assert {i for _, i, _ in loaded} <= {1, 2}  # the richest rung (26 ms) cannot make 20 ms
+    held = (len(loaded) - 1) / (loaded[-1][0] - loaded[0][0])
+    assert abs(held - fps) / fps <= 0.05, f"held {held:.1f} fps under load, target {fps}"
+    assert {i for _, i, _ in loaded} <= {1, 2}  # the richest rung (42 ms under load) cannot make 33 ms
     assert len({i for _, i, _ in loaded}) == 1  # and it does not flap between rungs
     back = [t for t, i, _ in window(load_to, end) if i == 0]
     assert back and back[0] - load_to < 1.5, "did not return to the richest rung after the load went away"
     assert {i for _, i, _ in window(back[0], end)} == {0}
     unloaded = [f for f in window(end - 1.5, end) if not f[2]]
-    assert abs((len(unloaded) - 1) / (unloaded[-1][0] - unloaded[0][0]) - FPS) / FPS <= 0.05
+    assert abs((len(unloaded) - 1) / (unloaded[-1][0] - unloaded[0][0]) - fps) / fps <= 0.05
