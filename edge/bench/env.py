@@ -1,0 +1,110 @@
+"""The conditions a benchmark ran under: CPU, threads, library versions, model hashes, Jetson power mode."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+# CPU flags that decide which GEMM kernels run (x86 SIMD / VNNI / AMX, Arm NEON / dot product / SVE).
+RELEVANT_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "sve",
+    "i8mm",
+)
+LIBRARIES = ("numpy", "torch", "onnx", "onnxruntime", "opencv-python-headless", "tensorrt", "ckd-edge")
+
+
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """CPU model, the relevant ISA flags and core counts (logical, usable by this process)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and value.strip():
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "model": model,
+        "machine": platform.machine(),
+        "flags": [f for f in RELEVANT_FLAGS if f in flags],
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+    }
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries that decide the numbers (None = not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def thread_settings() -> dict:
+    """Thread counts as the runtimes see them, and the environment variables that set them."""
+    import torch
+
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ}
+    return {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads(), "env": env}
+
+
+def _command(args: list[str]) -> str | None:
+    if shutil.which(args[0]) is None:
+        return None
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def jetson_power(root: str | Path = "/") -> dict | None:
+    """nvpmodel mode and clocks on a Jetson (None elsewhere)."""
+    if not (Path(root) / "etc/nv_tegra_release").exists():
+        return None
+    return {
+        "nvpmodel": _command(["nvpmodel", "-q"]),
+        "jetson_clocks": _command(["jetson_clocks", "--show"]),
+        "model": (Path(root) / "proc/device-tree/model").read_text(errors="replace").strip("\x00\n")
+        if (Path(root) / "proc/device-tree/model").exists()
+        else None,
+    }
+
+
+def environment(models: dict[str, str] | None = None, threads: int | None = None) -> dict:
+    """Everything a reader needs to judge the numbers: machine, software, threads, model hashes (name -> sha256)."""
+    return {
+        "host": platform.node(),
+        "os": platform.platform(),
+        "cpu": cpu_info(),
+        "threads": {"requested": threads, **thread_settings()},
+        "libraries": library_versions(),
+        "models": dict(models or {}),
+        "jetson": jetson_power(),
+    }

@@ -1,0 +1,187 @@
+"""One benchmark run: models x backends x precisions x rungs on the same clip, plus the peer, plus the roofline.
+
+Every configuration runs the same protocol (`measure.track_clip`) on the same in-memory frames, one after the
+other in one process, so the ratios between rows are comparisons made under the same conditions.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ckd.errors import CKDError
+from ckd.model.config import CKDConfig
+from edge.bench.clip import Clip, accuracy
+from edge.bench.measure import Run, track_clip
+from edge.bench.roofline import count_macs
+
+BACKEND_PRECISIONS = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
+
+
+@dataclass
+class Model:
+    """A network to benchmark: a label for the table, the module, and the sha256 of its weights."""
+
+    label: str
+    net: object  # CKDNet
+    sha256: str
+    source: str
+
+    @property
+    def cfg(self) -> CKDConfig:
+        return self.net.cfg
+
+
+@dataclass
+class Spec:
+    """What to run."""
+
+    models: list[Model]
+    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
+    keep_ratios: list[float] = field(default_factory=lambda: [1.0, 0.7])
+    warmup: int = 3
+    threads: int | None = None
+    cache_dir: Path = Path(".ckd_cache/bench")
+    peers_dir: Path | None = None
+
+
+def weights_sha256(net) -> str:
+    """sha256 over the state dict's names and raw bytes (identifies random-weight models too)."""
+    h = hashlib.sha256()
+    for name, t in net.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _export_dir(spec: Spec, model: Model, precision: str, progress: bool) -> Path:
+    """An export folder for the model's rungs at `precision`, reused from the cache when its manifest matches."""
+    from edge.manifest import Manifest
+
+    folder = spec.cache_dir / f"{model.label}-{model.sha256[:12]}" / precision
+    want = {round(r, 4) for r in spec.keep_ratios}
+    try:
+        m = Manifest.load(folder)
+        have = {round(r.keep_ratio, 4) for r in m.rungs if r.precision == precision}
+        if m.checkpoint_sha256 == model.sha256 and want <= have:
+            return folder
+    except CKDError:
+        pass
+    if precision == "fp32":
+        from edge.export import export_rungs
+
+        export_rungs(model.net, folder, spec.keep_ratios, model.sha256, verify=False, progress=progress)
+        return folder
+    if precision == "int8":
+        return _quantize_dir(spec, model, folder, progress)
+    raise CKDError(f"onnxruntime has no {precision} path")
+
+
+def _quantize_dir(spec: Spec, model: Model, folder: Path, progress: bool) -> Path:
+    try:
+        from quantize.onnx_int8 import quantize_export  # noqa: F401 - provided by the INT8 issue
+    except ImportError:
+        raise _Skip("INT8 quantization (quantize package) is not available in this checkout") from None
+    fp32 = _export_dir(spec, model, "fp32", progress)
+    quantize_export(fp32, folder)
+    return folder
+
+
+class _Skip(Exception):
+    """A configuration that cannot run here; the reason goes into the report's notes."""
+
+
+def make_backend(spec: Spec, model: Model, backend: str, precision: str, progress: bool = False):
+    """The tracker backend for one (model, backend, precision), exporting into the cache when needed."""
+    if precision not in BACKEND_PRECISIONS.get(backend, ()):
+        raise _Skip(f"{backend} has no {precision} path on this machine")
+    if backend == "torch":
+        from ckd.track.torch_backend import TorchBackend
+
+        return TorchBackend(model.net, threads=spec.threads)
+    if backend == "onnxruntime":
+        from edge.backends.onnxruntime import OrtBackend
+
+        return OrtBackend(_export_dir(spec, model, precision, progress), threads=spec.threads, precision=precision)
+    if backend == "tensorrt":
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            raise _Skip("TensorRT is not installed on this machine") from None
+        raise _Skip("TensorRT rows need engines from `ckd build`; bench does not build them yet")
+    raise CKDError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_PRECISIONS)}")
+
+
+def _row(model: Model | None, backend: str, precision: str, keep: float | None, run: Run, clip: Clip) -> dict:
+    stats = run.stats()
+    total = stats["total"]
+    row = {
+        "model": model.label if model else "nanotrack_v2",
+        "backend": backend,
+        "precision": precision,
+        "keep_ratio": keep,
+        "p50_ms": total["p50"],
+        "p95_ms": total["p95"],
+        "p99_ms": total["p99"],
+        "mean_ms": total["mean"],
+        "fps": 1e3 / total["mean"],
+        "frames": len(run.times["total"]),
+        "peak_rss_mb": run.peak_rss_mb,
+        "peak_rss_scope": run.peak_rss_scope,
+    }
+    for stage in ("preprocess", "model", "decode"):
+        if stage in stats:
+            row |= {f"{stage}_{q}_ms": stats[stage][q] for q in ("p50", "p95", "p99")}
+    row |= accuracy(run.boxes, clip.gt)
+    if model is not None:
+        macs = count_macs(model.cfg, keep)
+        row["gmacs_thop"] = macs.thop_macs / 1e9
+        row["gemm_gops"] = 2 * macs.gemm_macs / 1e9
+        row["kept_tokens"] = model.cfg.kept_tokens(keep)
+    return row
+
+
+def run_suite(spec: Spec, clip: Clip, progress: bool = True) -> tuple[list[dict], list[str]]:
+    """Measure every configuration; returns (rows, notes about what was skipped and why)."""
+    from tqdm import tqdm
+
+    rows: list[dict] = []
+    notes: list[str] = []
+    combos = [(m, b, p) for m in spec.models for b in spec.backends for p in spec.precisions]
+    bar = tqdm(total=len(combos) * len(spec.keep_ratios) + (spec.peers_dir is not None), desc="bench", unit="cfg")
+    bar.disable = not progress
+    for model, backend, precision in combos:
+        try:
+            be = make_backend(spec, model, backend, precision)
+        except _Skip as exc:
+            note = f"{model.label} {backend} {precision}: skipped ({exc})"
+            if backend != "torch" or precision == "fp32":
+                notes.append(note)
+            bar.update(len(spec.keep_ratios))
+            continue
+        for keep in sorted(spec.keep_ratios, reverse=True):
+            bar.set_postfix_str(f"{model.label} {backend} {precision} k{keep:.2f}")
+            run = track_clip(be, clip, keep, warmup=spec.warmup)
+            rows.append(_row(model, backend, precision, keep, run, clip))
+            bar.update(1)
+        del be
+        gc.collect()
+    if spec.peers_dir is not None:
+        from edge.bench.peers import nanotrack_files, track_nanotrack
+
+        if nanotrack_files(spec.peers_dir) is None:
+            notes.append(f"peer NanoTrack skipped: no NanoTrack v2 ONNX files in {spec.peers_dir}")
+        else:
+            run = track_nanotrack(spec.peers_dir, clip, warmup=spec.warmup, threads=spec.threads)
+            rows.append(_row(None, "opencv", "fp32", None, run, clip))
+        bar.update(1)
+    bar.close()
+    return rows, notes
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
