@@ -57,6 +57,14 @@ _PIXELS = m.matlab_range(0, 1, 50)
 _OVERLAPS = m.matlab_range(0, 0.05, 1)
 
 
+def _best_over_modalities(res: np.ndarray, gt: SequenceGT) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame the smaller centre error and the larger IoU over the modalities' truths (NaN ignored, as MATLAB's
+    min/max do)."""
+    err = np.fmin.reduce([m.center_error(res, g) for g in gt.boxes])
+    iou = np.fmax.reduce([m.overlap(res, g) for g in gt.boxes])
+    return err, iou
+
+
 class Protocol:
     """Base: per-sequence rates averaged over sequences (RGBT234, RGBT210, VTUAV, LasHeR)."""
 
@@ -113,8 +121,7 @@ class MaxOverModalities(Protocol):
         if self.replace_first:
             res[0] = gt.boxes[0][0]
         # calcPlotErr_TPR.m: centres x + w/2 (the truth goes through x1 = x, x2 = x + w and back); IoU calcRectInt.
-        err = np.min([m.center_error(res, g) for g in gt.boxes], axis=0)
-        iou = np.max([m.overlap(res, g) for g in gt.boxes], axis=0)
+        err, iou = _best_over_modalities(res, gt)
         keys = [c.key for c in self.curves]
         return SequenceCounts(
             gt.name,
@@ -206,8 +213,7 @@ class GTOT(Protocol):
     def count(self, gt: SequenceGT, result: np.ndarray) -> SequenceCounts:
         res = self.prepare(gt, result)
         # calcPlotErr.m: truth corners x1 y1 x2 y2 become x, y, x2-x1, y2-y1; centres x + w/2; min error, max IoU.
-        err = np.min([m.center_error(res, g) for g in gt.boxes], axis=0)
-        iou = np.max([m.overlap(res, g) for g in gt.boxes], axis=0)
+        err, iou = _best_over_modalities(res, gt)
         pr, sr = self.curves
         return SequenceCounts(
             gt.name,

@@ -64,7 +64,7 @@ def save_plot(ev: Evaluation, out: str | Path) -> Path:
                 lw=2,
                 label=f"{t.name} [{t.overall.values[curve.key]:.3f}]",
             )
-        kind = "Success" if curve.at is None else "Precision"
+        kind = "Success" if curve.at is None else "Normalized precision" if curve.key == "NPR" else "Precision"
         ax.set_title(f"{curve.key} - {kind} plot ({ev.protocol.name})")
         ax.set_xlabel(curve.xlabel)
         ax.set_ylabel(f"{kind} rate")
