@@ -103,8 +103,10 @@ def markdown(doc: dict) -> str:
         f"cores, flags {' '.join(cpu['flags']) or '–'}",
         f"- threads: requested {thr['requested']}, torch intra-op {thr['torch_intra_op']}, inter-op "
         f"{thr['torch_inter_op']}",
-        f"- GEMM ceiling (measured, M,K,N = {ceil.get('shape_mkn')}): FP32 {_f(ceil.get('fp32_gops'))} GFLOP/s, "
-        f"INT8 {_f(ceil.get('int8_gops'))} GOP/s",
+        f"- GEMM ceiling (best of probes before and after the rows, M,K,N = {ceil['shape_mkn']}): FP32 "
+        f"{_f(ceil['fp32_gops'])} GFLOP/s, INT8 {_f(ceil['int8_gops'])} GOP/s"
+        if "shape_mkn" in ceil
+        else "- GEMM ceiling: not measured (--roofline-seconds 0)",
         f"- libraries: {lib_text}",
     ]
     for name, sha in env.get("models", {}).items():

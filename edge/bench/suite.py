@@ -152,8 +152,8 @@ def run_suite(spec: Spec, clip: Clip, progress: bool = True) -> tuple[list[dict]
     rows: list[dict] = []
     notes: list[str] = []
     combos = [(m, b, p) for m in spec.models for b in spec.backends for p in spec.precisions]
-    bar = tqdm(total=len(combos) * len(spec.keep_ratios) + (spec.peers_dir is not None), desc="bench", unit="cfg")
-    bar.disable = not progress
+    total = len(combos) * len(spec.keep_ratios) + (spec.peers_dir is not None)
+    bar = tqdm(total=total, desc="bench", unit="cfg", disable=not progress)
     for model, backend, precision in combos:
         try:
             be = make_backend(spec, model, backend, precision)
