@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -74,27 +72,14 @@ def thread_settings() -> dict:
     return {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads(), "env": env}
 
 
-def _command(args: list[str]) -> str | None:
-    if shutil.which(args[0]) is None:
-        return None
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None
-
-
 def jetson_power(root: str | Path = "/") -> dict | None:
-    """nvpmodel mode and clocks on a Jetson (None elsewhere)."""
+    """nvpmodel mode and clock lock on a Jetson (`edge.trt.tegra.power_state`), None elsewhere."""
     if not (Path(root) / "etc/nv_tegra_release").exists():
         return None
-    return {
-        "nvpmodel": _command(["nvpmodel", "-q"]),
-        "jetson_clocks": _command(["jetson_clocks", "--show"]),
-        "model": (Path(root) / "proc/device-tree/model").read_text(errors="replace").strip("\x00\n")
-        if (Path(root) / "proc/device-tree/model").exists()
-        else None,
-    }
+    from edge.trt.tegra import power_state
+
+    model = Path(root) / "proc/device-tree/model"
+    return {"model": model.read_text(errors="replace").strip("\x00\n") if model.exists() else None, **power_state()}
 
 
 def environment(models: dict[str, str] | None = None, threads: int | None = None) -> dict:

@@ -17,6 +17,7 @@ from ckd.model.config import CKDConfig
 from edge.bench.clip import Clip, accuracy
 from edge.bench.measure import Run, track_clip
 from edge.bench.roofline import count_macs
+from edge.trt.tegra import TegraStats
 
 BACKEND_PRECISIONS = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
 
@@ -145,6 +146,11 @@ def _row(model: Model | None, backend: str, precision: str, keep: float | None, 
     return row
 
 
+def _power(stats: TegraStats) -> dict:
+    summary = stats.summary()
+    return {"power": summary} if summary else {}
+
+
 def run_suite(spec: Spec, clip: Clip, progress: bool = True) -> tuple[list[dict], list[str]]:
     """Measure every configuration; returns (rows, notes about what was skipped and why)."""
     from tqdm import tqdm
@@ -165,8 +171,9 @@ def run_suite(spec: Spec, clip: Clip, progress: bool = True) -> tuple[list[dict]
             continue
         for keep in sorted(spec.keep_ratios, reverse=True):
             bar.set_postfix_str(f"{model.label} {backend} {precision} k{keep:.2f}")
-            run = track_clip(be, clip, keep, warmup=spec.warmup)
-            rows.append(_row(model, backend, precision, keep, run, clip))
+            with TegraStats() as power:  # does nothing off a Jetson
+                run = track_clip(be, clip, keep, warmup=spec.warmup)
+            rows.append(_row(model, backend, precision, keep, run, clip) | _power(power))
             bar.update(1)
         del be
         gc.collect()
