@@ -37,3 +37,15 @@ def test_irregular_files_get_read_boxes_error(tmp_path, text):
 def test_tracker_name(tmp_path):
     assert tracker_name(tmp_path / "MTNet_tracking_result") == "MTNet"
     assert tracker_name(tmp_path / "ckd_mce") == "ckd_mce"
+
+
+def test_lasher_dataset_root_with_list(tmp_path):
+    from ckd.eval import load_ground_truth
+
+    for name in ["leftgirl'swhitebag", "1boycoming", "not_in_list"]:
+        (tmp_path / "testingset" / name).mkdir(parents=True)
+        (tmp_path / "testingset" / name / "init.txt").write_text("5,6,7,8\n0,0,0,0\n")
+    (tmp_path / "testingsetList.txt").write_text("leftgirl'swhitebag\r\n1boycoming\r\n")
+    truth = load_ground_truth("lasher", tmp_path)
+    assert [s.name for s in truth.sequences] == ["leftgirl'swhitebag", "1boycoming"]
+    assert truth.sequences[0].boxes[0].tolist() == [[4, 5, 7, 8], [-1, -1, 0, 0]]  # 1-based file -> 0-based

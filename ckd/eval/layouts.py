@@ -79,17 +79,19 @@ def _flat(layout: Layout) -> bool:
 
 def _sequence_names(folder: Path, layout: Layout) -> list[str]:
     if _flat(layout):
-        return sorted(p.stem for p in folder.glob("*.txt"))
+        return sorted(p.stem for p in folder.glob("*.txt") if p.name not in layout.lists)
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and all((p / f).is_file() for f in layout.files))
 
 
 def _find_folder(path: Path, layouts: tuple[Layout, ...]) -> tuple[Path, Layout]:
-    for layout in layouts:
+    # Named subfolders (annos/, testingset/, ...) of every layout before the given folder itself.
+    tries = [(lay, sub) for lay in layouts for sub in lay.subdirs if sub != "."]
+    tries += [(lay, ".") for lay in layouts if "." in lay.subdirs]
+    for layout, sub in tries:
         for base in (path, path / layout.folder, path / "gt_file" / layout.folder):
-            for sub in layout.subdirs:
-                folder = (base / sub).resolve()
-                if folder.is_dir() and _sequence_names(folder, layout):
-                    return folder, layout
+            folder = (base / sub).resolve()
+            if folder.is_dir() and _sequence_names(folder, layout):
+                return folder, layout
     wanted = "; ".join(
         ("<seq>.txt" if _flat(lay) else "<seq>/" + " + ".join(lay.files)) + f" under {', '.join(lay.subdirs)}"
         for lay in layouts
