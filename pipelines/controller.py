@@ -123,6 +123,8 @@ class RungController:
         score_low: float = 0.3,
         score_high: float = 0.6,
         score_alpha: float = 0.3,
+        score_band: float = 0.1,
+        score_frames: int = 8,
         cost_prior: Callable[[Rung], float] = token_cost,
         max_backoff: int = 16,
         log_size: int = 100_000,
@@ -143,7 +145,10 @@ class RungController:
         self.alpha, self.score_alpha = alpha, score_alpha
         self.margin_down, self.margin_up = margin_down, margin_up
         self.down_frames, self.up_frames = down_frames, up_frames
-        self.score_low, self.score_high = score_low, score_high
+        self.score_low, self.score_high, self.score_band = score_low, score_high, score_band
+        self.score_frames = score_frames
+        self._mood_now = self._mood_seen = "neutral"  # acted-on mood; mood of the latest frames
+        self._mood_count = 0
         self.max_backoff = max_backoff
         prior = [float(cost_prior(r)) for r in self.rungs]
         if min(prior) <= 0:
@@ -292,10 +297,20 @@ class RungController:
         return "hold"
 
     def _mood(self) -> str:
-        q = self._score
+        """Uncertain / neutral / steady from the smoothed score, debounced.
+
+        A mood is left only a `score_band` past its threshold, and a new one counts after `score_frames` frames.
+        """
+        q, band, now = self._score, self.score_band, self._mood_seen
         if q is None:
-            return "neutral"
-        return "uncertain" if q < self.score_low else "steady" if q > self.score_high else "neutral"
+            return self._mood_now
+        if not (now == "uncertain" and q < self.score_low + band or now == "steady" and q > self.score_high - band):
+            now = "uncertain" if q < self.score_low else "steady" if q > self.score_high else "neutral"
+        self._mood_count = self._mood_count + 1 if now == self._mood_seen else 1
+        self._mood_seen = now
+        if self._mood_count >= self.score_frames:
+            self._mood_now = now
+        return self._mood_now
 
     def _move(self, target: int, reason: str, before: float | None = None) -> str:
         src = self._idx
