@@ -174,7 +174,7 @@ class SyntheticSequence:
             blob = np.zeros((H, W), np.float32)
             cv2.ellipse(blob, centre, axes, 0.0, 0.0, 360.0, float(rng.uniform(150, 600)), -1)
             field += cv2.GaussianBlur(blob, (0, 0), 6.0)
-        self._bg_t = field.astype(np.float32)
+        self.ambient = field.astype(np.float32)  # HxW background temperature (centikelvin), before objects
 
     def _path(self, rng: np.random.Generator, keys: int, size: float) -> tuple[np.ndarray, np.ndarray]:
         """Random in-frame keyframes for an object of about `size` pixels: (key times, key centres)."""
@@ -213,11 +213,13 @@ class SyntheticSequence:
         self.pillar_w = int(np.ceil(w_max * 1.15)) + 4
         self.pillar_x = int(np.clip(key_xy[occ_k, 0] - self.pillar_w / 2, 0, W - self.pillar_w))
         key_xy[occ_k, 0] = self.pillar_x + self.pillar_w / 2
+        # Other keyframes stay clear of it, so the target only passes behind it in transit.
         clear = self.pillar_w / 2 + w_max
-        if abs(key_xy[0, 0] - key_xy[occ_k, 0]) < clear:
-            left, right = key_xy[occ_k, 0] - clear, key_xy[occ_k, 0] + clear
-            key_xy[0, 0] = left if left - w_max / 2 > W - w_max / 2 - right else right
-            key_xy[0, 0] = np.clip(key_xy[0, 0], w_max / 2, W - w_max / 2)
+        left, right = key_xy[occ_k, 0] - clear, key_xy[occ_k, 0] + clear
+        for k in range(keys):
+            if k != occ_k and abs(key_xy[k, 0] - key_xy[occ_k, 0]) < clear:
+                key_xy[k, 0] = left if left - w_max / 2 > W - w_max / 2 - right else right
+                key_xy[k, 0] = np.clip(key_xy[k, 0], w_max / 2, W - w_max / 2)
         side = rng.integers(0, 4)  # leave through one of the four borders, fully
         margin = 0.5 * max(w_max, float(h.max())) + 2.0  # centre this far outside = box fully outside
         if side == 0:
@@ -313,7 +315,7 @@ class SyntheticSequence:
         pillar[:, :: max(self.pillar_w // 6, 2)] *= 0.6  # vertical grooves
         pillar[:: max(self.height // 24, 2)] *= 0.7  # brick courses
         self._pillar_rgb = np.clip(pillar + rng.normal(0, 8, pillar.shape), 0, 255).astype(np.uint8)
-        self._pillar_t = float(self._bg_t.mean() + rng.uniform(-300, 100))  # near ambient, slightly cool
+        self._pillar_t = float(self.ambient.mean() + rng.uniform(-300, 100))  # near ambient, slightly cool
 
     def _visibility(self) -> np.ndarray:
         b = self.boxes
@@ -339,7 +341,7 @@ class SyntheticSequence:
         _paste(rgb, cv2.resize(actor.rgb, size, interpolation=cv2.INTER_LINEAR), alpha, x, y)
         cx = int(np.clip(x + w // 2, 0, self.width - 1))
         cy = int(np.clip(y + h // 2, 0, self.height - 1))
-        local = float(self._bg_t[cy, cx])
+        local = float(self.ambient[cy, cx])
         heat = local + float(actor.delta[i]) * cv2.resize(actor.heat_pattern, size, interpolation=cv2.INTER_LINEAR)
         _paste(temp, heat, cv2.resize(actor.heat_alpha, size, interpolation=cv2.INTER_LINEAR), x, y)
 
@@ -351,7 +353,7 @@ class SyntheticSequence:
         ox, oy = (int(v) for v in np.random.default_rng((self.seed, i)).integers(0, _PAD, 2))
 
         rgb = self._bg_rgb.astype(np.float32)
-        temp = self._bg_t.copy()
+        temp = self.ambient.copy()
         for actor in (*self.distractors, self.target):
             self._draw(actor, i, rgb, temp)
         px = self.pillar_x
