@@ -109,12 +109,31 @@ def make_backend(spec: Spec, model: Model, backend: str, precision: str, progres
 
         return OrtBackend(_export_dir(spec, model, precision, progress), threads=spec.threads, precision=precision)
     if backend == "tensorrt":
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError:
-            raise _Skip("TensorRT is not installed on this machine") from None
-        raise _Skip("TensorRT rows need engines from `ckd build`; bench does not build them yet")
+        return _tensorrt_backend(spec, model, precision, progress)
     raise CKDError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_PRECISIONS)}")
+
+
+def _tensorrt_backend(spec: Spec, model: Model, precision: str, progress: bool):
+    """Engines built by `edge.trt.build.build_all` (as `ckd build`) from the cached export, one cache per precision.
+
+    Only where TensorRT imports (GPU machines); not exercised on the CPU CI.
+    """
+    from edge.trt.flags import detect, import_tensorrt
+
+    try:
+        trt = import_tensorrt()
+    except CKDError:
+        raise _Skip("TensorRT is not installed on this machine") from None
+    from edge import devices
+    from edge.backends.tensorrt import TensorRTBackend
+    from edge.trt.build import build_all
+
+    device = devices.detect()
+    fp32 = _export_dir(spec, model, "fp32", progress)
+    int8 = _export_dir(spec, model, "int8", progress) if precision == "int8" else None
+    engines = fp32.parent / f"engines-{precision}"
+    build_all(fp32, precision, device, trt, detect(trt), int8_dir=int8, cache_dir=engines, log=lambda _: None)
+    return TensorRTBackend.from_export(fp32, device, engines)
 
 
 def _row(model: Model | None, backend: str, precision: str, keep: float | None, run: Run, clip: Clip) -> dict:
@@ -175,6 +194,9 @@ def run_suite(spec: Spec, clip: Clip, progress: bool = True) -> tuple[list[dict]
                 run = track_clip(be, clip, keep, warmup=spec.warmup)
             rows.append(_row(model, backend, precision, keep, run, clip) | _power(power))
             bar.update(1)
+        close = getattr(be, "close", None)
+        if close is not None:
+            close()  # TensorRT frees its device buffers
         del be
         gc.collect()
     if spec.peers_dir is not None:
