@@ -41,6 +41,7 @@ class TensorRTBackend:
         zero_copy: bool = False,
         cuda_graphs: bool = False,
         default_keep_ratio: float | None = None,
+        precisions: Mapping[float, str] | None = None,
     ) -> None:
         if not engines:
             raise CKDError("TensorRT backend needs at least one engine")
@@ -51,6 +52,7 @@ class TensorRTBackend:
         self.keep_ratios = tuple(sorted(engines))
         self.default_keep_ratio = default_keep_ratio if default_keep_ratio is not None else self.keep_ratios[-1]
         self.zero_copy, self.cuda_graphs = zero_copy, cuda_graphs
+        self.precisions = dict(precisions or {})  # rung -> engine precision, for reports
         self.cuda = Cuda()
         self.stream = self.cuda.stream()
         self._start, self._end = self.cuda.event(), self.cuda.event()
@@ -82,7 +84,8 @@ class TensorRTBackend:
     def input_buffers(self) -> dict[str, np.ndarray]:
         return {name: self._buffers[name].array for name in INPUT_NAMES}
 
-    def _rung(self, keep_ratio: float | None) -> float:
+    def rung_for(self, keep_ratio: float | None) -> float:
+        """The rung that runs for a requested keep ratio (nearest; ties to the larger, None: the default)."""
         target = self.default_keep_ratio if keep_ratio is None else keep_ratio
         return min(self.keep_ratios, key=lambda r: (abs(r - target), -r))
 
@@ -102,7 +105,7 @@ class TensorRTBackend:
         return self.cuda.end_capture(self.stream)
 
     def run(self, inputs: Mapping[str, np.ndarray], keep_ratio: float | None = None) -> dict[str, np.ndarray]:
-        ratio = self._rung(keep_ratio)
+        ratio = self.rung_for(keep_ratio)
         for name in INPUT_NAMES:
             buf = self._buffers[name].array
             if inputs[name] is not buf:  # the tracker writes into input_buffers(): then nothing is copied
@@ -139,7 +142,7 @@ class TensorRTBackend:
         selection = json.loads(selection_file.read_text())
         trt_version = import_tensorrt().__version__
         exported = {r.sha256 for r in export.rungs}
-        engines = {}
+        engines, precisions = {}, {}
         for item in selection["rungs"]:
             key = cache.EngineKey(**item["key"])
             here = (device.name, device.profile.compute_capability, trt_version)
@@ -151,6 +154,7 @@ class TensorRTBackend:
             if key.precision != "int8" and key.model_sha256 not in exported:
                 raise CKDError(f"{selection_file}: the export changed since its engines were built: run `ckd build`")
             engines[key.keep_ratio] = cache.load(cache_dir, key)
+            precisions[key.keep_ratio] = key.precision
         cfg = export.ckd_config
         return cls(
             engines,
@@ -160,4 +164,5 @@ class TensorRTBackend:
             zero_copy=device.is_jetson,
             cuda_graphs=cuda_graphs,
             default_keep_ratio=export.rung(None).keep_ratio,
+            precisions=precisions,
         )
