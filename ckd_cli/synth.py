@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
         help="generate a synthetic RGB-thermal dataset (LasHeR layout)",
-        description="Generate synth_000, synth_001, ... in OUT with visible/ and infrared/ JPEGs and init.txt, "
+        description="Generate synth_000, synth_001, ... in DIR with visible/ and infrared/ JPEGs and init.txt, "
         "visible.txt, infrared.txt (1-based x,y,w,h, comma; 0,0,0,0 where the target is hidden or out of view). "
         "Thermal frames are 16-bit centikelvin counts mapped to 8 bits by the kit's ThermalAGC, the same mapping "
         "the live pipeline uses. Odd-numbered sequences include a thermal crossover. Same seed, same dataset.",
