@@ -70,7 +70,6 @@ class Protocol:
 
     name: str
     curves: tuple[Curve, ...]
-    modalities: int = 1
     subsample: int = 1  # evaluate every n-th result row (VTUAV annotates every 10th frame)
 
     def required_rows(self, gt: SequenceGT) -> int:
@@ -83,9 +82,6 @@ class Protocol:
 
     def count(self, gt: SequenceGT, result: np.ndarray) -> SequenceCounts:
         raise NotImplementedError
-
-    def _curve(self, key: str) -> Curve:
-        return next(c for c in self.curves if c.key == key)
 
     def _summary(self, curve: Curve, y: np.ndarray) -> float:
         if curve.at is None:
@@ -109,7 +105,6 @@ class Protocol:
 class MaxOverModalities(Protocol):
     """RGBT234 and VTUAV: per frame the smaller centre error and the larger IoU over visible and infrared truth."""
 
-    modalities = 2
     curves = (
         Curve("MPR", _PIXELS, 20.0, "Location error threshold (px)"),
         Curve("MSR", _OVERLAPS, None, "Overlap threshold"),
@@ -148,7 +143,6 @@ class RGBT210(MaxOverModalities):
     """RGBT210: one ground truth (`init.txt`) for both modalities; the first frame is replaced by the truth."""
 
     name = "rgbt210"
-    modalities = 1
     replace_first = True
     curves = (
         Curve("PR", _PIXELS, 20.0, "Location error threshold (px)"),
@@ -204,7 +198,6 @@ class GTOT(Protocol):
     """GTOT: frames pooled over all sequences; MPR at 5 px with `<`, MSR = trapezoid area (`auc.m`) on 0:0.02:1."""
 
     name = "gtot"
-    modalities = 2
     curves = (
         Curve("MPR", m.matlab_range(0, 0.5, 25), 5.0, "Location error threshold (px)"),
         Curve("MSR", m.matlab_range(0, 0.02, 1), None, "Overlap threshold"),
