@@ -11,7 +11,8 @@ and whether to skip it.
   budget*(1-margin_up) for `up_frames` frames; that dwell doubles each time a step up is undone soon after
   (back-off), and halves again when a step up holds.
 - Score: a low smoothed score (uncertain target) steps up one rung as soon as it fits the budget at all; a high
-  one (steady target) runs one rung cheaper than the budget affords.
+  one (steady target) runs one rung cheaper than the budget affords. The score's mood is debounced (a band
+  around each threshold, `score_frames` frames to change) so a score hovering at a threshold does not flap.
 - Skips: when the loop is a whole frame behind the real-time schedule (the cheapest rung misses the budget, or
   one slow frame), the next frames are skipped until it has caught up, and the reason says so.
 
@@ -252,10 +253,12 @@ class RungController:
         if score is not None and math.isfinite(score):
             q = self._score
             self._score = score if q is None else q + self.score_alpha * (score - q)
+            self._update_mood()
         settle = max(self.down_frames, math.ceil(2.0 / self.alpha))
         if self._switch is not None and self._at_rung >= settle:
             src, before = self._switch
-            self._rel[self._idx] = self._rel[src] * self._smoothed / before
+            if before > 0 and self._smoothed > 0:
+                self._rel[self._idx] = self._rel[src] * self._smoothed / before
             self._switch = None
         if self._up_probe == self._idx and self._at_rung >= 2 * self.up_frames:
             self._backoff[self._idx] = max(1, self._backoff[self._idx] // 2)
@@ -280,7 +283,7 @@ class RungController:
         else:
             self._fit, self._nofit = 0, self._nofit + 1
         need = self.up_frames * (self._backoff[i - 1] if i > 0 else 1)
-        mood = self._mood()
+        mood = self._mood_now
         if mood == "uncertain":
             if i > 0 and up <= b and self._at_rung >= self.down_frames * self._backoff[i - 1]:
                 why = f"up: score {self._score:.2f} low, {self.rungs[i - 1]} fits in {up * 1e3:.1f} ms"
@@ -296,21 +299,18 @@ class RungController:
             return self._move(i - 1, f"up: headroom, {self.rungs[i - 1]} predicted {up * 1e3:.1f} ms < {lo * 1e3:.1f}")
         return "hold"
 
-    def _mood(self) -> str:
+    def _update_mood(self) -> None:
         """Uncertain / neutral / steady from the smoothed score, debounced.
 
         A mood is left only a `score_band` past its threshold, and a new one counts after `score_frames` frames.
         """
         q, band, now = self._score, self.score_band, self._mood_seen
-        if q is None:
-            return self._mood_now
         if not (now == "uncertain" and q < self.score_low + band or now == "steady" and q > self.score_high - band):
             now = "uncertain" if q < self.score_low else "steady" if q > self.score_high else "neutral"
         self._mood_count = self._mood_count + 1 if now == self._mood_seen else 1
         self._mood_seen = now
         if self._mood_count >= self.score_frames:
             self._mood_now = now
-        return self._mood_now
 
     def _move(self, target: int, reason: str, before: float | None = None) -> str:
         src = self._idx
