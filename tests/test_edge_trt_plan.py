@@ -95,3 +95,18 @@ def test_reference_round_trip_with_onnxruntime(tmp_path):
     np.testing.assert_allclose(out_07["score_map"], 0.7 * out_1["score_map"], atol=1e-6)
     with pytest.raises(CKDError, match="no reference outputs for keep ratio 0.50"):
         load_reference(tmp_path, 0.5)
+
+
+def test_cli_build_checks_export_then_tensorrt(tmp_path, capsys):
+    from ckd_cli.main import main
+
+    export = toy_export(tmp_path, ratios=(0.7,))
+    (tmp_path / "ckd_k0.70.onnx").write_bytes(b"changed after export")
+    assert main(["build", "--onnx", str(export.directory)]) == 2
+    assert "ckd_k0.70.onnx: sha256 mismatch" in capsys.readouterr().err
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        toy_export(tmp_path, ratios=(0.7,))
+        assert main(["build", "--onnx", str(tmp_path)]) == 2
+        assert "TensorRT Python bindings not found" in capsys.readouterr().err

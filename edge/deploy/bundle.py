@@ -9,7 +9,9 @@ Layout inside the archive (one top directory `ckd-bundle-<kit version>-<model sh
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -102,6 +104,13 @@ def verify_sums(root: Path) -> None:
         raise CKDError(f"{root / unlisted[0]}: not listed in {SUMS_NAME}; refusing this bundle")
 
 
+def _model_tag(checkpoint_sha256: str) -> str:
+    """8 hex digits naming the model: the checkpoint hash, or a hash of a non-hex source tag (`random:nano:0`)."""
+    if re.fullmatch(r"[0-9a-f]{8,}", checkpoint_sha256):
+        return checkpoint_sha256[:8]
+    return hashlib.sha256(checkpoint_sha256.encode()).hexdigest()[:8]
+
+
 def make_bundle(
     export_dir: str | Path,
     out: str | Path,
@@ -121,7 +130,7 @@ def make_bundle(
         make_reference(export)  # the device's fidelity gate needs it and may lack ONNX Runtime
     int8 = Manifest.load(int8_dir) if int8_dir else None
     out = Path(out)
-    top = f"ckd-bundle-{__version__}-{export.checkpoint_sha256[:8]}"
+    top = f"ckd-bundle-{__version__}-{_model_tag(export.checkpoint_sha256)}"
     with tempfile.TemporaryDirectory(prefix="ckd-bundle-") as tmp:
         root = Path(tmp) / top
         _copy_export(export, root / "model")
