@@ -34,6 +34,7 @@ def test_plan_int8_sources(tmp_path):
     export = toy_export(tmp_path / "fp32", ratios=(0.7,))
     with pytest.raises(CKDError, match="no INT8 source for keep ratio 0.70: run `ckd quantize`"):
         plan_rungs(export, "int8", ORIN)
+    assert [p.precision for p in plan_rungs(export, "best", ORIN)] == ["fp16"]  # best degrades to FP16 alone
     qdq = toy_export(tmp_path / "q", ratios=(0.7,), int8=True)
     assert plan_rungs(export, "int8", ORIN, int8_export=qdq)[0].onnx.parent == tmp_path / "q"
     export.calibration = {"cache": "calib.cache"}

@@ -92,7 +92,7 @@ class TensorRTBackend:
     def _enqueue(self, ratio: float) -> None:
         for name in INPUT_NAMES:
             self._buffers[name].to_device(self.stream)
-        if not self._contexts[ratio].execute_async_v3(self.stream):
+        if not self._contexts[ratio].execute_async_v3(int(self.stream)):
             raise CKDError(f"keep ratio {ratio:.2f}: TensorRT execute_async_v3 failed")
         for name in OUTPUT_NAMES:
             self._buffers[name].to_host(self.stream)

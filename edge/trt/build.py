@@ -138,6 +138,8 @@ def build_all(
         allow_calibration_cache=features.major < 10 and features.int8_calibrator,
         dla_core=dla_core,
     )
+    if precision == "best" and not any(p.precision == "int8" for p in plans):
+        log("no INT8 source (run `ckd quantize` for Q/DQ rungs): best = FP16 engines only")
     timing = cache.timing_cache_path(cache_dir, features.version, device.name)
     has_reference = (export.directory / REFERENCE_NAME).is_file()
     keys, candidates = {}, []

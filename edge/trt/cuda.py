@@ -54,7 +54,7 @@ class Cuda:
         return float(self.call("cudaEventElapsedTime", start, end))
 
     def begin_capture(self, stream) -> None:
-        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self.call("cudaStreamBeginCapture", stream, mode)
 
     def end_capture(self, stream):

@@ -67,6 +67,7 @@ def plan_rungs(
 
     INT8 comes from the Q/DQ rung of the same keep ratio (in `int8_export` or `export` itself); without one,
     from the fp32 graph plus the manifest's calibration cache when `allow_calibration_cache` (TensorRT 8.x).
+    With no INT8 source at all, `best` plans FP16 only and `int8` is an error.
     """
     check_dla(dla_core, profile)
     precisions = precisions_for(request, profile)
@@ -93,6 +94,8 @@ def plan_rungs(
                         rung.keep_ratio, "int8", export.path(rung), rung.sha256, "calibration-cache", cache, dla_core
                     )
                 )
+            elif request == "best":
+                continue  # no INT8 source: `best` is FP16 alone (build_all says so)
             else:
                 raise CKDError(
                     f"no INT8 source for keep ratio {rung.keep_ratio:.2f}: run `ckd quantize` (Q/DQ rungs)"
