@@ -61,7 +61,11 @@ class Rung:
 
 @dataclass
 class Manifest:
-    """What was exported, from which checkpoint, with which tensors, in which files."""
+    """What was exported, from which checkpoint, with which tensors, in which files.
+
+    `calibration` (optional) describes INT8 calibration; its `cache` key, when present, names a TensorRT
+    calibration cache file beside the manifest (used by `ckd build` on TensorRT 8.x without Q/DQ rungs).
+    """
 
     config: dict
     checkpoint_sha256: str

@@ -131,9 +131,20 @@ class TensorRTBackend:
 
     @classmethod
     def from_export(
-        cls, export_dir: str | Path, device: Device, cache_dir: str | Path | None = None, cuda_graphs: bool = False
+        cls,
+        export_dir: str | Path,
+        device: Device | None = None,
+        cache_dir: str | Path | None = None,
+        cuda_graphs: bool = False,
     ) -> TensorRTBackend:
-        """The engines `ckd build` selected for an export (`selection.json`), each verified against the cache."""
+        """The engines `ckd build` selected for an export (`selection.json`), each verified against the cache.
+
+        `device` defaults to this machine's (`edge.devices.detect()`).
+        """
+        if device is None:
+            from edge import devices
+
+            device = devices.detect()
         export = Manifest.load(export_dir)
         cache_dir = Path(cache_dir) if cache_dir else Path(export_dir) / "engines"
         selection_file = cache_dir / SELECTION_NAME
