@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ckd_cli.common import float_list
 
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ckd" / "bench"
 DEFAULT_PEERS = Path(os.environ.get("CKD_SHARED", "../shared")) / "peers" / "nanotrack_v2"
 
 
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-sequence", default=None, metavar="NAME", help="sequence of --eval (default: the first)")
     p.add_argument("--seed", type=int, default=0, help="synthetic clip seed")
     p.add_argument("--roofline-seconds", type=float, default=0.5, help="time per GEMM ceiling probe (0: skip)")
-    p.add_argument("--cache-dir", type=Path, default=Path(".ckd_cache/bench"), help="exported/quantized graphs")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="exported/quantized graphs")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the full results")
     p.add_argument("--markdown", type=Path, default=None, metavar="OUT.md", help="write the table (also printed)")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="latency-vs-accuracy scatter")
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         peers_dir=args.peers_dir if args.peers else None,
     )
+    load_before = os.getloadavg()
     probe = args.roofline_seconds > 0
     before = gemm_ceilings(args.roofline_seconds, threads) if probe else {}
     rows, notes = run_suite(spec, clip, progress=not args.quiet)
@@ -146,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     }
     doc = {
         "argv": sys.argv[1:],
-        "environment": env.environment({m.label: m.sha256 for m in models}, threads),
+        "environment": env.environment({m.label: m.sha256 for m in models}, threads)
+        | {"load_average_before": load_before, "load_average_after": os.getloadavg()},
         "roofline": {**ceilings, "gmacs_thop": per_model},
         "clip": {"name": clip.name, "frames": len(clip) - 1, "size": list(clip.rgb[0].shape[1::-1])},
         "warmup": args.warmup,

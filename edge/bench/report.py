@@ -69,6 +69,10 @@ def _f(v, fmt: str = "{:.1f}") -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
 
+def _load(values) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "–"
+
+
 def markdown(doc: dict) -> str:
     """A table per run: one line per configuration, with the conditions and notes under it."""
     env, ceil = doc["environment"], doc.get("roofline", {})
@@ -102,7 +106,8 @@ def markdown(doc: dict) -> str:
         f"- CPU: {cpu['model']} ({cpu['machine']}), {cpu['usable_cores']} usable of {cpu['logical_cores']} logical "
         f"cores, flags {' '.join(cpu['flags']) or '–'}",
         f"- threads: requested {thr['requested']}, torch intra-op {thr['torch_intra_op']}, inter-op "
-        f"{thr['torch_inter_op']}",
+        f"{thr['torch_inter_op']}; load average (1/5/15 min) before {_load(env.get('load_average_before'))}, "
+        f"after {_load(env.get('load_average_after'))}",
         f"- GEMM ceiling (best of probes before and after the rows, M,K,N = {ceil['shape_mkn']}): FP32 "
         f"{_f(ceil['fp32_gops'])} GFLOP/s, INT8 {_f(ceil['int8_gops'])} GOP/s"
         if "shape_mkn" in ceil
