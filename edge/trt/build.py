@@ -85,12 +85,13 @@ def build_engine(
     return bytes(serialized)
 
 
-def measure(blob: bytes, export: Manifest, device: Device, keep_ratio: float, runs: int = 50) -> tuple[float, dict]:
-    """Median GPU latency (ms) of one engine on the reference inputs, and its outputs."""
+def measure(
+    blob: bytes, export: Manifest, device: Device, keep_ratio: float, inputs: dict[str, np.ndarray], runs: int = 50
+) -> tuple[float, dict]:
+    """Median GPU latency (ms) of one engine on the given inputs, and its outputs."""
     from edge.backends.tensorrt import TensorRTBackend
 
     cfg = export.ckd_config
-    inputs, _ = load_reference(export.directory, keep_ratio)
     backend = TensorRTBackend(
         {keep_ratio: blob}, cfg.template_size, cfg.search_size, cfg.patch_size, zero_copy=device.is_jetson
     )
@@ -163,8 +164,8 @@ def build_all(
             cache.store(cache_dir, key, blob, {"build_seconds": round(time.perf_counter() - t0, 1)})
         keys[(plan.keep_ratio, plan.precision)] = key
         if has_reference:
-            gpu_ms, outputs = measure(blob, export, device, plan.keep_ratio)
-            _, ref = load_reference(export.directory, plan.keep_ratio)
+            inputs, ref = load_reference(export.directory, plan.keep_ratio)
+            gpu_ms, outputs = measure(blob, export, device, plan.keep_ratio, inputs)
             candidates.append(Candidate(plan.keep_ratio, plan.precision, gpu_ms, fidelity(outputs, ref)))
     if has_reference:
         chosen = {ratio: (c.precision, c) for ratio, c in choose_best(candidates).items()}

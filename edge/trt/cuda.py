@@ -103,3 +103,4 @@ class HostBuffer:
                 self.cuda.call("cudaFree", self.device_ptr)
             self.cuda.call("cudaFreeHost", self.host_ptr)
             self.host_ptr = self.device_ptr = 0
+            self.array = np.empty((0,), self.array.dtype)  # never leave a view of freed memory
