@@ -96,9 +96,9 @@ def measure(
         {keep_ratio: blob}, cfg.template_size, cfg.search_size, cfg.patch_size, zero_copy=device.is_jetson
     )
     try:
-        for name, buf in backend.input_buffers().items():
-            np.copyto(buf, inputs[name])
         bufs = backend.input_buffers()
+        for name, buf in bufs.items():
+            np.copyto(buf, inputs[name])
         outputs = backend.run(bufs)
         for _ in range(10):
             backend.run(bufs)
@@ -168,7 +168,7 @@ def build_all(
             gpu_ms, outputs = measure(blob, export, device, plan.keep_ratio, inputs)
             candidates.append(Candidate(plan.keep_ratio, plan.precision, gpu_ms, fidelity(outputs, ref)))
     if has_reference:
-        chosen = {ratio: (c.precision, c) for ratio, c in choose_best(candidates).items()}
+        chosen = {c.keep_ratio: (c.precision, c) for c in choose_best(candidates).values()}
     else:
         log(f"{export.directory / REFERENCE_NAME}: missing, so no fidelity gate and no measured choice")
         fallback = "int8" if precision == "int8" else "fp16" if precision in ("best", "fp16") else precision
