@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ckd.distill.losses import content_loss, gaussian_heatmap, style_loss, tracking_loss
 from ckd.distill.teacher import Teacher
+from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
 from ckd.model.network import CKDNet
 
@@ -36,7 +37,7 @@ class DistillModel(nn.Module):
             teacher_cfg.search_size,
             teacher_cfg.patch_size,
         ):
-            raise ValueError("teacher and student must use the same crop sizes and patch size")
+            raise CKDError("teacher and student must use the same crop sizes and patch size")
         self.student_cfg, self.teacher_cfg = student_cfg, teacher_cfg
         self.student = CKDNet(student_cfg)
         self.teacher_rgb = Teacher(teacher_cfg)
@@ -56,7 +57,7 @@ class DistillModel(nn.Module):
         """Official init: every branch starts from the same weights; the fused head from the RGB head with its
         first convs duplicated along the input channels. Only possible when the architectures match."""
         if self.student_cfg.embed_dim != self.teacher_cfg.embed_dim or self.student_cfg.depth != self.teacher_cfg.depth:
-            raise ValueError("students can start from the teachers only when widths and depths match")
+            raise CKDError("students can start from the teachers only when widths and depths match")
         with torch.no_grad():
             self.student.rgb_branch.load_state_dict(self.teacher_rgb.backbone.state_dict())
             self.student.tir_branch.load_state_dict(self.teacher_tir.backbone.state_dict())
@@ -72,7 +73,7 @@ class DistillModel(nn.Module):
     def set_stage(self, stage: str, freeze_teachers: bool = False) -> None:
         """requires_grad and train/eval per stage: frozen parts run in eval mode (no drop path, fixed BN)."""
         if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+            raise CKDError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
         self.stage = stage
         self.train()
         trainable = {

@@ -276,6 +276,9 @@ def train(cfg: DistillConfig, out: str | Path, resume: bool = False, stop_after:
                 bar.close()
                 return out / CHECKPOINT
         bar.close()
+    if world > 1:  # BatchNorm running stats are per rank between DDP's broadcasts: take rank 0's, as DDP does
+        for b in model.buffers():
+            dist.broadcast(b, 0)
     student = out / STUDENT
     if rank == 0:
         export_student(model, student, {"global_step": str(global_step)})

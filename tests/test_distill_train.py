@@ -1,0 +1,192 @@
+"""Training loop: stage-2 freezing, exact resume after a killed run, 2-process DDP, small students, sampling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ckd.distill.config import config_from_dict, load_config
+from ckd.distill.data import SampleSpec, box_in_crop, make_sample
+from ckd.distill.model import DistillModel, layer_map
+from ckd.distill.train import CHECKPOINT, train
+from ckd.model.checkpoint import load_model
+from ckd.model.config import LADDER, preset
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def tiny(stages: list[dict], **kw) -> dict:
+    d = {
+        "student": "nano",
+        "teacher": "nano",
+        "drop_path": 0.1,  # exercises the global torch RNG, which the checkpoint must restore
+        "seed": 3,
+        "data": [{"kind": "synthetic", "sequences": 2, "frames": 30, "seed": 1, "width": 160, "height": 120}],
+        "stages": stages,
+        "ckpt_every": 2,
+        "log_every": 1,
+        "tensorboard": False,
+        "threads": 1,
+    }
+    d.update(kw)
+    return d
+
+
+def write_config(tmp_path: Path, d: dict) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+def test_shipped_configs_load():
+    base = load_config(ROOT / "ckd/distill/configs/base.yaml")
+    assert base.student.embed_dim == 768 and base.stages[0].lr_backbone == 5e-6 and base.stages[0].mask_prob == 0.25
+    assert base.stages[1].name == "mce" and base.stages[1].keep_ratios == LADDER
+    small = load_config(ROOT / "ckd/distill/configs/small_from_base.yaml")
+    assert small.student.embed_dim == 384 and small.teacher.embed_dim == 768
+    demo = load_config(ROOT / "ckd/distill/configs/demo.yaml")
+    assert [s.name for s in demo.stages] == ["teacher", "ckd", "mce"]
+
+
+def test_stage2_trains_head_only_and_keeps_backbone(tmp_path):
+    cfg = config_from_dict(tiny([{"name": "mce", "steps": 3, "batch_size": 2, "lr_head": 1e-2}]))
+    torch.manual_seed(cfg.seed)
+    before = DistillModel(cfg.student, cfg.teacher).student.state_dict()
+    student = load_model(train(cfg, tmp_path))
+    after = student.state_dict()
+    for k, v in after.items():
+        if k.startswith(("rgb_branch.", "tir_branch.")):
+            assert torch.equal(v, before[k]), k
+    changed = [k for k, v in after.items() if k.startswith("box_head.") and not torch.equal(v, before[k])]
+    assert any(k.endswith("weight") and "conv" in k for k in changed)
+    log = (tmp_path / "log.csv").read_text().splitlines()
+    keeps = {float(r.split(",")[3]) for r in log if ",keep_ratio," in r}
+    assert keeps <= set(LADDER) and len(log) > 3
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    stages = [
+        {"name": "teacher", "steps": 2, "batch_size": 2, "lr_teacher": 1e-3, "lr_head": 1e-3},
+        {"name": "ckd", "steps": 6, "batch_size": 2, "lr_backbone": 1e-3, "lr_head": 1e-3},
+    ]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    cut.mkdir()
+    config = write_config(tmp_path, tiny(stages))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ckd.distill", "--config", str(config), "--out", str(cut)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ckpt = cut / CHECKPOINT
+    deadline = time.time() + 120
+    while not ckpt.exists() or torch.load(ckpt, weights_only=False)["global_step"] < 4:
+        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=False)["global_step"]
+    assert 4 <= killed_at < 8
+    resumed = load_model(train(load_config(config), cut, resume=True))
+    reference = load_model(train(load_config(config), full))
+    for k, v in reference.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert (cut / "rank0.sha256").read_text() == (full / "rank0.sha256").read_text()  # teachers too
+    steps = [int(r.split(",")[0]) for r in (cut / "log.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps) and max(steps) == 8  # rows past the checkpoint were not duplicated
+
+
+def test_torchrun_two_ranks_hold_identical_weights(tmp_path):
+    stages = [{"name": "ckd", "steps": 3, "batch_size": 2, "lr_backbone": 1e-3, "lr_head": 1e-3}]
+    config = write_config(tmp_path, tiny(stages, init_students_from_teachers=False))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "ckd.distill"]
+    run = subprocess.run(
+        cmd + ["--config", str(config), "--out", str(tmp_path / "ddp")], cwd=ROOT, env=env, capture_output=True
+    )
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    r0, r1 = ((tmp_path / "ddp" / f"rank{r}.sha256").read_text() for r in (0, 1))
+    assert r0 == r1
+    ckpt = torch.load(tmp_path / "ddp" / CHECKPOINT, weights_only=False)
+    assert ckpt["world"] == 2 and ckpt["sampler"]["position"] == 6  # 3 steps x batch 2 per rank
+    # rank 0 alone, same seed: sees only its half of the stream, so the 2-rank weights differ from it
+    cfg = load_config(config)
+    train(cfg, tmp_path / "one")
+    assert (tmp_path / "one" / "rank0.sha256").read_text() != r0
+
+
+def test_small_student_distills_through_projections():
+    student = preset("nano").__class__.from_dict(preset("nano").to_dict() | {"embed_dim": 32, "depth": 2})
+    student = student.__class__.from_dict(student.to_dict() | {"ce_loc": [0, 1, 1][:3], "name": "pico"})
+    teacher = preset("nano")
+    assert layer_map(2, 4) == [1, 3] and layer_map(12, 12) == list(range(12))
+    model = DistillModel(student, teacher)
+    assert model.proj_rgb[0].weight.shape == (64, 32)
+    model.set_stage("ckd")
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "template_rgb": torch.randn(2, 3, 64, 64, generator=g),
+        "template_tir": torch.randn(2, 3, 64, 64, generator=g),
+        "search_rgb": torch.randn(2, 3, 128, 128, generator=g),
+        "search_tir": torch.randn(2, 3, 128, 128, generator=g),
+        "box": torch.tensor([[0.4, 0.4, 0.2, 0.2], [0.3, 0.5, 0.3, 0.2]]),
+    }
+    losses = model(batch)
+    assert torch.isfinite(losses["total"]) and losses["content"] > 0 and losses["style"] > 0
+    losses["total"].backward()
+    assert model.proj_rgb[1].weight.grad.abs().sum() > 0
+    assert model.teacher_rgb.backbone.blocks[0].attn.qkv.weight.grad is not None  # teachers learn online
+
+
+def test_masked_modeling_hides_the_same_patch_in_both_modalities():
+    torch.manual_seed(0)
+    model = DistillModel(preset("nano"), preset("nano")).eval()
+    g = torch.Generator().manual_seed(1)
+    t = torch.randn(1, 3, 64, 64, generator=g)
+    s_rgb, s_tir = torch.randn(1, 3, 128, 128, generator=g), torch.randn(1, 3, 128, 128, generator=g)
+    mask = torch.zeros(1, 64, dtype=torch.bool)
+    mask[0, 9] = True  # patch row 1, column 1: pixels 16..31
+    s_rgb2, s_tir2 = s_rgb.clone(), s_tir.clone()
+    s_rgb2[..., 16:32, 16:32] = 5.0
+    s_tir2[..., 16:32, 16:32] = -5.0
+    net = model.student
+    a = net(t, t, s_rgb, s_tir, keep_ratio=1.0, search_mask=mask)
+    b = net(t, t, s_rgb2, s_tir2, keep_ratio=1.0, search_mask=mask)
+    assert torch.equal(a["score_map"], b["score_map"])
+    c = net(t, t, s_rgb2, s_tir2, keep_ratio=1.0)
+    assert not torch.equal(a["score_map"], c["score_map"])
+
+
+class _Clip:
+    def __init__(self) -> None:
+        self.gt = np.array([[100.0, 80.0, 40.0, 40.0]] * 3)
+
+    def __len__(self) -> int:
+        return 3
+
+    def load(self, i: int):
+        rgb = np.zeros((240, 320, 3), np.uint8)
+        rgb[80:120, 100:140] = 200
+        return rgb, rgb[:, :, 0].copy()
+
+
+def test_sample_without_jitter_centres_the_box_in_the_crop():
+    spec = SampleSpec(64, 128, search_center_jitter=0, search_scale_jitter=0, flip_prob=0, grayscale_prob=0)
+    s = make_sample([_Clip()], 5, 0, spec)
+    # side = ceil(40 * 4) = 160 -> resize 0.8 -> 32 px of 128 = 0.25; centre (128 - 1) / 2 = 63.5 px
+    assert s["box"] == pytest.approx([(63.5 - 16) / 128, (63.5 - 16) / 128, 0.25, 0.25], abs=1e-6)
+    assert s["search_rgb"].shape == (3, 128, 128) and s["template_tir"].shape == (3, 64, 64)
+    box = box_in_crop(np.array([110.0, 80, 40, 40]), np.array([100.0, 80, 40, 40]), 0.8, 128)
+    assert box[0] == pytest.approx((63.5 + 8 - 16) / 128)
+    again = make_sample([_Clip()], 5, 0, spec)
+    assert all(np.array_equal(again[k], s[k]) for k in s)
