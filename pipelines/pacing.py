@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ckd.errors import CKDError
 
@@ -50,6 +50,17 @@ class FramePacer:
         self._due += self.period
         self.frames += 1
         return late
+
+    def slots(self, seconds: float) -> Iterator[float]:
+        """Wait for each frame slot of the next `seconds`; yield its actual start (seconds since the first slot)."""
+        first: float | None = None
+        while True:
+            late = self.wait()
+            due = self._due - self.period  # the slot just handed out
+            first = due if first is None else first
+            if due - first >= seconds - 1e-9:
+                return
+            yield due + late - first
 
 
 class RateMeter:

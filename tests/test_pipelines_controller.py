@@ -154,6 +154,8 @@ def test_pacer_holds_schedule_and_counts_dropped_frames():
         meter.tick()
     elapsed = time.perf_counter() - start
     assert 0.19 < elapsed < 0.23 and abs(meter.fps - 200.0) < 10.0
+    slots = list(FramePacer(200.0).slots(0.1))
+    assert len(slots) == 20 and slots[0] == 0.0 and abs(slots[-1] - 0.095) < 0.003
     now = [0.0]
     fake = FramePacer(100.0, max_behind=30, clock=lambda: now[0])
     fake.wait()
@@ -178,13 +180,8 @@ def test_holds_target_fps_under_injected_load_and_returns_to_richest():
     load_from, load_to, end = 1.5, 6.0, 8.5
     ctl, pacer = RungController(RUNGS, fps), FramePacer(fps)
     frames: list[tuple[float, int, bool]] = []  # (start time, rung index, skipped)
-    start = time.perf_counter()
-    while True:
-        pacer.wait()
+    for t in pacer.slots(end):
         t0 = time.perf_counter()
-        t = t0 - start
-        if t >= end:
-            break
         d, i = ctl.decision, ctl.rung_index
         if not d.skip:
             spin(cost[d.rung] * (2.5 if load_from <= t < load_to else 1.0))

@@ -49,15 +49,9 @@ def test_controller_drives_nano_tracker_and_skips_when_every_rung_misses_budget(
         tracker.update(*frames[1][:2], keep_ratio=rung.keep_ratio)
     ctl, pacer = RungController(rungs, fps), FramePacer(fps)
     log: list[tuple[float, bool, float]] = []  # (start time, skipped, latency)
-    start, n = time.perf_counter(), 0
-    while True:
-        pacer.wait()
+    for n, t in enumerate(pacer.slots(end)):
         t0 = time.perf_counter()
-        t = t0 - start
-        if t >= end:
-            break
         rgb, tir, _ = frames[1 + n % (len(frames) - 1)]
-        n += 1
         d, score = ctl.decision, None
         if not d.skip:
             box, score = tracker.update(rgb, tir, keep_ratio=d.rung.keep_ratio)
