@@ -61,7 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--eval-sequence", default=None, metavar="NAME", help="sequence of --eval (default: the first)")
     p.add_argument("--seed", type=int, default=0, help="synthetic clip seed")
-    p.add_argument("--roofline-seconds", type=float, default=0.5, help="time per GEMM ceiling probe (0: skip)")
+    p.add_argument(
+        "--roofline-seconds",
+        type=float,
+        default=0.5,
+        help="seconds per GEMM ceiling probe at start and end (half that before and after each row; 0: skip)",
+    )
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="exported/quantized graphs")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the full results")
     p.add_argument("--markdown", type=Path, default=None, metavar="OUT.md", help="write the table (also printed)")
@@ -133,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         threads=threads,
         cache_dir=args.cache_dir,
         peers_dir=args.peers_dir if args.peers else None,
+        probe_seconds=args.roofline_seconds / 2,
     )
     load_before = os.getloadavg()
     probe = args.roofline_seconds > 0

@@ -41,13 +41,20 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 def add_roofline(rows: list[dict], ceilings: dict[str, float]) -> None:
-    """Achieved GEMM rate of the model step (`gemm_gops` / model p50) and its fraction of the measured ceiling."""
+    """Achieved GEMM rate of the model step (`gemm_gops` / model p50) as a fraction of the measured ceiling.
+
+    `ceiling_fraction` divides by the probe taken right before/after the row (best of the two): on a shared
+    machine that probe saw the same contention as the row. `ceiling_fraction_best` divides by the best probe of
+    the whole run, the machine's ceiling when it was quietest.
+    """
     for row in rows:
         if "gemm_gops" not in row or not row.get("model_p50_ms"):
             continue
         row["achieved_gops"] = row["gemm_gops"] / (row["model_p50_ms"] / 1e3)
-        ceiling = ceilings.get(CEILING_KEY.get(row["precision"], ""))
-        row["ceiling_fraction"] = row["achieved_gops"] / ceiling if ceiling else None
+        best = ceilings.get(CEILING_KEY.get(row["precision"], ""))
+        near = row.get("ceiling_gops_adjacent")
+        row["ceiling_fraction"] = row["achieved_gops"] / near if near else None
+        row["ceiling_fraction_best"] = row["achieved_gops"] / best if best else None
 
 
 def _clean(obj):
@@ -101,7 +108,8 @@ def markdown(doc: dict) -> str:
         f"after {doc['warmup']} warm-up updates. *x baseline* = baseline p50 / row p50 (end to end), baseline = "
         "each model's torch FP32 row at its highest keep ratio, measured in this run (the peer: the first model's). "
         "GMACs: thop convention (as published). *% GEMM ceiling* = (GEMM ops incl. attention / model p50) / the "
-        "measured GEMM ceiling of the row's precision. Peak RSS: whole bench process during that configuration.",
+        "GEMM rate of the row's precision, probed right before and after the row (best of the two; the same "
+        "contention as the row). Peak RSS: whole bench process during that configuration.",
         "",
         f"- CPU: {cpu['model']} ({cpu['machine']}), {cpu['usable_cores']} usable of {cpu['logical_cores']} logical "
         f"cores, flags {' '.join(cpu['flags']) or '–'}",

@@ -16,7 +16,7 @@ from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
 from edge.bench.clip import Clip, accuracy
 from edge.bench.measure import Run, track_clip
-from edge.bench.roofline import count_macs
+from edge.bench.roofline import count_macs, ort_gops
 from edge.trt.tegra import TegraStats
 
 BACKEND_PRECISIONS = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
@@ -48,6 +48,7 @@ class Spec:
     threads: int | None = None
     cache_dir: Path = Path(".ckd_cache/bench")
     peers_dir: Path | None = None
+    probe_seconds: float = 0.0  # GEMM ceiling probe right before and after each row (0: none)
 
 
 def weights_sha256(net) -> str:
@@ -165,6 +166,13 @@ def _row(model: Model | None, backend: str, precision: str, keep: float | None, 
     return row
 
 
+def _probe(spec: Spec, precision: str) -> float:
+    """This precision's GEMM rate (ONNX Runtime MatMul / MatMulInteger) now: 0.0 when probing is off or n/a."""
+    if spec.probe_seconds <= 0 or precision not in ("fp32", "int8"):
+        return 0.0
+    return ort_gops(precision == "int8", seconds=spec.probe_seconds, threads=spec.threads)
+
+
 def _power(stats: TegraStats) -> dict:
     summary = stats.summary()
     return {"power": summary} if summary else {}
@@ -190,9 +198,12 @@ def run_suite(spec: Spec, clip: Clip, progress: bool = True) -> tuple[list[dict]
             continue
         for keep in sorted(spec.keep_ratios, reverse=True):
             bar.set_postfix_str(f"{model.label} {backend} {precision} k{keep:.2f}")
+            before = _probe(spec, precision)
             with TegraStats() as power:  # does nothing off a Jetson
                 run = track_clip(be, clip, keep, warmup=spec.warmup)
-            rows.append(_row(model, backend, precision, keep, run, clip) | _power(power))
+            ceiling = max(before, _probe(spec, precision))
+            row = _row(model, backend, precision, keep, run, clip) | _power(power)
+            rows.append(row | ({"ceiling_gops_adjacent": ceiling} if ceiling > 0 else {}))
             bar.update(1)
         close = getattr(be, "close", None)
         if close is not None:
