@@ -83,3 +83,20 @@ def test_nanotrack_peer_on_the_same_frames(shared_dir):
     run = track_nanotrack(folder, clip, warmup=1, threads=1)
     assert len(run.times["total"]) == 7 and min(run.times["total"]) > 0
     assert run.boxes.shape == (8, 4) and (run.boxes[1:, 2:] > 0).all()
+
+
+def test_int8_rows_quantize_once_into_the_cache(tmp_path):
+    pytest.importorskip("edge.int8")
+    cache = tmp_path / "cache"
+    argv = ["bench", "--model", "nano", "--backends", "onnxruntime", "--precisions", "fp32,int8"]
+    argv += ["--keep-ratios", "0.7", "--frames", "6", "--warmup", "1", "--threads", "1", "--quiet"]
+    argv += ["--roofline-seconds", "0.05", "--cache-dir", str(cache), "--json", str(tmp_path / "b.json")]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["precision"], r["keep_ratio"]) for r in doc["rows"]] == [("fp32", 0.7), ("int8", 0.7)]
+    assert doc["rows"][1]["ceiling_gops_adjacent"] > 0  # the INT8 row is set against the INT8 GEMM probe
+    (manifest,) = cache.glob("nano-*/int8/manifest.json")
+    assert json.loads(manifest.read_text())["rungs"][0]["precision"] == "int8"
+    stamp = manifest.stat().st_mtime_ns
+    assert main(argv) == 0
+    assert manifest.stat().st_mtime_ns == stamp  # reused, not quantized again

@@ -19,6 +19,7 @@ from edge.bench.measure import Run, track_clip
 from edge.bench.roofline import count_macs, ort_gops
 from edge.trt.tegra import TegraStats
 
+CALIB_SEED = 9001  # synthetic calibration clips, never the benchmark clip's seed
 BACKEND_PRECISIONS = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
 
 
@@ -48,6 +49,7 @@ class Spec:
     threads: int | None = None
     cache_dir: Path = Path(".ckd_cache/bench")
     peers_dir: Path | None = None
+    calib_samples: int = 16  # INT8 calibration crops (latency barely depends on them; accuracy does)
     probe_seconds: float = 0.0  # GEMM ceiling probe right before and after each row (0: none)
 
 
@@ -84,12 +86,28 @@ def _export_dir(spec: Spec, model: Model, precision: str, progress: bool) -> Pat
 
 
 def _quantize_dir(spec: Spec, model: Model, folder: Path, progress: bool) -> Path:
+    """INT8 Q/DQ rungs (`edge.int8.quantize_export`, as `ckd quantize`) calibrated on synthetic clips.
+
+    The calibration crops come from tracking with the FP32 export (as `ckd calibrate --model DIR`), on clips
+    seeded apart from the benchmark clip, so the bench never calibrates on the frames it measures.
+    """
     try:
-        from quantize.onnx_int8 import quantize_export  # noqa: F401 - provided by the INT8 issue
+        from calibration.sampler import sample_crops
+        from calibration.sources import synthetic_clips
+        from calibration.store import write_calibration
+        from edge.int8 import quantize_export
     except ImportError:
-        raise _Skip("INT8 quantization (quantize package) is not available in this checkout") from None
+        raise _Skip("INT8 quantization (calibration, edge.int8) is not available in this checkout") from None
+    from edge.backends.onnxruntime import OrtBackend
+
     fp32 = _export_dir(spec, model, "fp32", progress)
-    quantize_export(fp32, folder)
+    calib = folder.parent / "calibration"
+    tracker_backend = OrtBackend(fp32, threads=spec.threads, precision="fp32")
+    clips = synthetic_clips(count=2, frames=max(8, spec.calib_samples), seed=CALIB_SEED)
+    crops = sample_crops(tracker_backend, clips, spec.calib_samples, progress=progress)
+    identity = {"name": model.cfg.name, "checkpoint_sha256": model.sha256}
+    write_calibration(calib, crops, "synthetic", CALIB_SEED, identity)
+    quantize_export(fp32, calib, folder, spec.keep_ratios, progress=progress)
     return folder
 
 
