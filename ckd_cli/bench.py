@@ -25,7 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "precision, the model's GMACs and its fraction of this machine's measured GEMM ceiling. Ratios are against "
         "a baseline measured in the same run (each model's torch FP32 row at its highest keep ratio). ONNX graphs "
         "are exported (and quantized) into --cache-dir when needed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--checkpoint",
@@ -42,16 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma list of 'demo' (the shipped student) and/or presets with random weights (base, small, tiny, "
         "nano: the architecture's latency); default: demo when no --checkpoint is given",
     )
-    p.add_argument("--backends", type=_names, default=["torch", "onnxruntime"], help="torch,onnxruntime,tensorrt")
     p.add_argument(
-        "--precisions", type=_names, default=["fp32", "int8"], help="fp32,int8,fp16 (where a backend has it)"
+        "--backends", type=_names, default="torch,onnxruntime", help="torch,onnxruntime,tensorrt (%(default)s)"
     )
-    p.add_argument("--keep-ratios", type=float_list("keep ratios"), default=[1.0, 0.7], help="rungs to measure")
-    p.add_argument("--frames", type=int, default=50, help="frames in the clip (the first initialises)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed tracker updates before timing each configuration")
+    p.add_argument(
+        "--precisions", type=_names, default="fp32,int8", help="fp32,int8,fp16 where a backend has it (%(default)s)"
+    )
+    p.add_argument(
+        "--keep-ratios", type=float_list("keep ratios"), default="1.0,0.7", help="rungs to measure (%(default)s)"
+    )
+    p.add_argument("--frames", type=int, default=50, help="frames in the clip; the first initialises (%(default)s)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed tracker updates per configuration (%(default)s)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for every runtime (default: all usable)")
     p.add_argument("--peers", action="store_true", help="also run OpenCV TrackerNano (NanoTrack v2) on the same frames")
-    p.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS, help="folder with the NanoTrack v2 ONNX files")
+    p.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS, help="NanoTrack v2 ONNX folder (%(default)s)")
     p.add_argument(
         "--eval",
         default=None,
@@ -60,14 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "instead of the synthetic clip",
     )
     p.add_argument("--eval-sequence", default=None, metavar="NAME", help="sequence of --eval (default: the first)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed")
+    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed (%(default)s)")
     p.add_argument(
         "--roofline-seconds",
         type=float,
         default=0.5,
-        help="seconds per GEMM ceiling probe at start and end (half that before and after each row; 0: skip)",
+        help="seconds per GEMM ceiling probe at start and end, half that before and after each row; 0 skips "
+        "(%(default)s)",
     )
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="exported/quantized graphs")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="exported/quantized graphs (%(default)s)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the full results")
     p.add_argument("--markdown", type=Path, default=None, metavar="OUT.md", help="write the table (also printed)")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="latency-vs-accuracy scatter")
