@@ -1,0 +1,138 @@
+"""Per-frame outputs: a JSONL track log (one line per frame, flushed) and an overlay video encoded by GStreamer.
+
+The JSONL is written line by line and flushed after every frame, so after a crash or Ctrl-C it is complete up to
+the last processed frame (each line is whole). The overlay video is encoded to a temporary file and renamed when
+the stream is finalised; RGB and thermal are shown side by side with the box, score, FPS and rung.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ckd.errors import CKDError
+
+GREEN, YELLOW = (0, 255, 0), (255, 220, 0)
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed per frame."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.lines = 0
+
+    def write(self, record: dict) -> None:
+        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def encoder_chain(gst_has) -> str:
+    """H.264 encoder: NVIDIA's hardware encoder on a Jetson, x264 (or OpenH264) elsewhere."""
+    if gst_has("nvv4l2h264enc"):
+        return "nvvidconv ! nvv4l2h264enc ! h264parse"
+    if gst_has("x264enc"):
+        return "x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse"
+    if gst_has("openh264enc"):
+        return "openh264enc ! h264parse"
+    raise CKDError("no H.264 encoder in GStreamer (install gstreamer1.0-plugins-ugly for x264enc)")
+
+
+class OverlayVideo:
+    """Side-by-side RGB | thermal overlay, pushed into `appsrc ! videoconvert ! H.264 ! mp4mux ! filesink`.
+
+    Optional extra branches: `udp="host:port"` (RTP/H.264 over UDP) and `display=True` (autovideosink).
+    """
+
+    def __init__(
+        self, path: str | Path, width: int, height: int, fps: float, udp: str | None = None, display: bool = False
+    ):
+        from pipelines.source import gst
+        from pipelines.uri import has_element
+
+        Gst, GLib, _ = gst()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.part")
+        self.width, self.height = width, height
+        self.canvas = np.zeros((height, 2 * width, 3), dtype=np.uint8)
+        self.frames = 0
+        caps = f"video/x-raw,format=RGB,width={2 * width},height={height},framerate={round(fps * 1000)}/1000"
+        branches = f't. ! queue ! mp4mux ! filesink location="{self.tmp}"'
+        if udp:
+            host, _, port = udp.rpartition(":")
+            if not host or not port.isdigit():
+                raise CKDError(f"--udp must be host:port, got {udp!r}")
+            branches += f" t. ! queue ! rtph264pay config-interval=1 pt=96 ! udpsink host={host} port={port} sync=false"
+        pre = "tee name=d d. ! queue ! videoconvert ! autovideosink sync=false d. ! queue ! " if display else ""
+        desc = (
+            f'appsrc name=src is-live=false format=time caps="{caps}" ! {pre}videoconvert ! video/x-raw,format=I420 ! '
+            f"{encoder_chain(has_element)} ! tee name=t {branches}"
+        )
+        try:
+            self.pipeline = Gst.parse_launch(desc)
+        except GLib.Error as exc:
+            raise CKDError(f"overlay video: cannot build encoder pipeline: {exc.message}") from None
+        self.description = desc
+        self.src = self.pipeline.get_by_name("src")
+        self.duration = int(1e9 / fps)
+        self.pipeline.set_state(Gst.State.PLAYING)
+
+    def compose(
+        self, rgb: np.ndarray, tir8: np.ndarray, box, score: float, fps: float, rung: str, note: str = ""
+    ) -> np.ndarray:
+        """Draw the side-by-side frame into the preallocated canvas."""
+        w = self.width
+        left, right = self.canvas[:, :w], self.canvas[:, w:]
+        np.copyto(left, rgb)
+        np.copyto(right, tir8[..., None] if tir8.ndim == 2 else tir8)
+        if box is not None:
+            x, y, bw, bh = (int(round(v)) for v in box)
+            for view in (left, right):
+                cv2.rectangle(view, (x, y), (x + bw, y + bh), GREEN, 2)
+        text = f"score {score:.2f}  {fps:.1f} fps  rung {rung}"
+        cv2.putText(self.canvas, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, YELLOW, 2, cv2.LINE_AA)
+        if note:
+            cv2.putText(self.canvas, note, (8, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.5, YELLOW, 1, cv2.LINE_AA)
+        return self.canvas
+
+    def push(self) -> None:
+        from pipelines.source import gst
+
+        Gst, _, _ = gst()
+        buf = Gst.Buffer.new_wrapped(self.canvas.tobytes())
+        buf.pts = self.frames * self.duration
+        buf.duration = self.duration
+        self.src.emit("push-buffer", buf)
+        self.frames += 1
+
+    def close(self, timeout_s: float = 20.0) -> Path | None:
+        """Finish the MP4 (EOS, wait for the muxer) and rename it into place; None if no frame was written."""
+        from pipelines.source import gst
+
+        Gst, _, _ = gst()
+        self.src.emit("end-of-stream")
+        msg = self.pipeline.get_bus().timed_pop_filtered(
+            int(timeout_s * 1e9), Gst.MessageType.EOS | Gst.MessageType.ERROR
+        )
+        self.pipeline.set_state(Gst.State.NULL)
+        if msg is not None and msg.type == Gst.MessageType.ERROR:
+            err, _ = msg.parse_error()
+            self.tmp.unlink(missing_ok=True)
+            raise CKDError(f"overlay video {self.path}: element '{msg.src.get_name()}': {err.message}")
+        if self.frames == 0 or msg is None or not self.tmp.exists():
+            self.tmp.unlink(missing_ok=True)
+            return None
+        os.replace(self.tmp, self.path)
+        return self.path
