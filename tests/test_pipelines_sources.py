@@ -1,0 +1,88 @@
+"""Real GStreamer sources: pair counts at different frame rates, zero-copy views, a source that dies."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+
+from pipelines.pairing import Pairer, default_tolerance
+from pipelines.source import GstRig
+from pipelines.uri import parse_uri
+
+
+def _run_rig(uris: dict[str, str], seconds: float, keep: bool = False):
+    """Run two sources, pairing as frames arrive (like the loop); return (pairs, rig, samples kept)."""
+    pairer = Pairer(default_tolerance(*(parse_uri(u, r).number("fps", 30) for r, u in uris.items())))
+    lock, pairs, kept = threading.Lock(), [], []
+
+    def on_sample(s):
+        with lock:
+            pairer.push(s.role, s.timestamp, s)
+            if keep and len(kept) < 4:
+                kept.append(s)
+            got = pairer.pop()
+            if got:
+                pairs.append((got[0][0], got[1][0]))
+
+    rig = GstRig([parse_uri(uris["rgb"], "rgb"), parse_uri(uris["tir"], "tir")], on_sample)
+    rig.start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds and any(s.alive for s in rig.sources):
+        time.sleep(0.02)
+    rig.stop()
+    return pairs, pairer, rig, kept
+
+
+def test_synthetic_30_and_9_fps_pair_once_per_thermal_frame():
+    size = "&width=160&height=120"
+    pairs, pairer, rig, _ = _run_rig(
+        {"rgb": f"synthetic://?seed=1&fps=30&frames=45{size}", "tir": f"synthetic://?seed=1&fps=9&frames=14{size}"},
+        seconds=4.0,
+    )
+    rgb, tir = rig.sources
+    assert rgb.frames == 45 and tir.frames == 14 and rgb.eos and tir.eos
+    # every thermal frame finds its RGB partner (within half a thermal period; in practice one RGB period)
+    assert 13 <= len(pairs) <= 14
+    assert all(abs(a - b) <= 1 / 30 + 0.01 for a, b in pairs)
+    assert pairer.stats.dropped["rgb"] >= 45 - 14 - 2  # the unpaired RGB frames are counted, not queued
+
+
+def test_image_folders_at_30_and_10_fps_pair(tmp_path):
+    for i in range(30):
+        cv2.imwrite(str(tmp_path / f"v{i + 1:06d}.jpg"), np.full((96, 128, 3), 4 * i, np.uint8))
+    (tmp_path / "ir").mkdir()
+    for i in range(10):
+        cv2.imwrite(str(tmp_path / "ir" / f"i{i + 1:06d}.png"), np.full((60, 80), 20 * i, np.uint8))
+    pairs, pairer, rig, kept = _run_rig(
+        {"rgb": f"file://{tmp_path}?fps=30", "tir": f"file://{tmp_path}/ir?fps=10"}, seconds=3.0, keep=True
+    )
+    assert [s.frames for s in rig.sources] == [30, 10]
+    assert len(pairs) == 10 and pairer.stats.pairs == 10
+    # timestamps on the pipeline clock follow the frame rates
+    assert np.allclose(np.diff([b for _, b in pairs]), 0.1, atol=0.01)
+    # zero-copy: the numpy frame is the mapped GStreamer memory, and mapping twice gives the same memory
+    s = next(k for k in kept if k.role == "rgb")
+    m1, m2 = s.map(), s.map()
+    assert m1.array.__array_interface__["data"][0] == m1.address == m2.address
+    assert m1.array.shape == (96, 128, 3) and not m1.array.flags.writeable and not m1.array.flags.owndata
+    m1.release(), m2.release()
+
+
+def test_a_source_that_errors_is_reported_by_name_and_element():
+    size = "&width=160&height=120"
+    _, _, rig, _ = _run_rig(
+        {
+            "rgb": f"synthetic://?seed=2&fps=30&frames=30{size}",
+            "tir": f"synthetic://?seed=2&fps=30&error_after=5{size}",
+        },
+        seconds=3.0,
+    )
+    rgb, tir = rig.sources
+    assert tir.frames == 5 and rgb.frames == 30 and rgb.error is None
+    assert tir.error == (
+        f"tir source synthetic://?seed=2&fps=30&error_after=5{size}: GStreamer element 'src': sensor disconnected"
+    )
+    assert tir.error in rig.events
