@@ -191,7 +191,8 @@ class DualSensorLoop:
                 if self._fresh(alive):
                     self.pairer.flush()
                     s = self._latest[alive]
-                    return (s, None, "rgb lost") if alive == "rgb" else (None, s, "tir lost")
+                    note = f"{lost[0]} lost"
+                    return (s, None, note) if alive == "rgb" else (None, s, note)
         self.rig.poll(self.opt.stall_s)
         return None
 
