@@ -1,0 +1,92 @@
+"""`ckd quantize`: INT8 Q/DQ graphs from an export folder and a calibration set, with an optional fidelity gate."""
+
+from __future__ import annotations
+
+import argparse
+
+from ckd_cli.calibrate import add_clip_args
+from ckd_cli.common import float_list
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help="INT8-quantize exported rungs (explicit Q/DQ) and gate them against FP32",
+        description="Quantize every FP32 rung of an export folder to INT8 (explicit Q/DQ, per-channel weights; "
+        "LayerNorm, Softmax, the attention core, GELU and the head outputs stay float: quantize/policy.py) "
+        "using a calibration set from `ckd calibrate`. With --gate, run FP32 and INT8 trackers over held-out "
+        "evaluation clips and fail (exit 2, naming the worst rung) outside the thresholds.",
+    )
+    p.add_argument("--onnx", required=True, metavar="DIR", help="FP32 export folder (from `ckd export`)")
+    p.add_argument("--calib", required=True, metavar="DIR", help="calibration set (from `ckd calibrate`)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder for the INT8 rungs and manifest.json")
+    p.add_argument(
+        "--keep-ratios", type=float_list("keep ratios"), default=None, help="rungs to quantize (default: all)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=["ort", "modelopt"],
+        default="ort",
+        help="ort: ONNX Runtime quantize_static QDQ (default); modelopt: NVIDIA Model Optimizer ONNX PTQ if installed",
+    )
+    p.add_argument(
+        "--method",
+        choices=["minmax", "percentile", "entropy"],
+        default="percentile",
+        help="activation range calibration (default percentile 99.99)",
+    )
+    g = p.add_argument_group("fidelity gate")
+    g.add_argument("--gate", action="store_true", help="run the FP32-vs-INT8 fidelity gate after quantizing")
+    add_clip_args(g, "eval-", sequences=4, length=60, seed=1000)  # seed distinct from calibration's: held out
+    g.add_argument("--min-iou", type=float, default=0.9, help="min median FP32/INT8 IoU agreement (default 0.9)")
+    g.add_argument("--max-auc-drop", type=float, default=1.0, help="max success-AUC drop in points (default 1.0)")
+    g.add_argument(
+        "--min-cosine", type=float, default=0.95, help="min mean score-map cosine, mean removed (0.95; 0 = off)"
+    )
+    g.add_argument("--report", default=None, metavar="JSON", help="gate report path (default OUT/fidelity.json)")
+    g.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from calibration.sources import open_clips
+    from ckd.errors import CKDError
+    from edge.atomic import write_text_atomic
+    from edge.int8 import fidelity, quantize_export
+    from quantize.fidelity import Thresholds, worst_rung
+
+    manifest = quantize_export(
+        args.onnx, args.calib, args.out, args.keep_ratios, engine=args.engine, method=args.method, progress=True
+    )
+    print(f"wrote {len(manifest.rungs)} INT8 rungs and manifest.json to {args.out}")
+    if not args.gate:
+        return 0
+    limits = Thresholds(args.min_iou, args.max_auc_drop, args.min_cosine)
+    clips = open_clips(args.eval_benchmark, args.eval_data, args.eval_sequences, args.eval_length, args.eval_seed)
+    results = fidelity(args.onnx, args.out, clips, limits, threads=args.threads, progress=True)
+    for r in results:
+        verdict = "FAIL " + "; ".join(r.failures) if r.failures else "pass"
+        print(
+            f"k={r.keep_ratio:.2f}: IoU agreement median {r.iou_agreement_median:.3f}, "
+            f"AUC {100 * r.auc_fp32:.2f} -> {100 * r.auc_int8:.2f} (drop {r.auc_drop_points:.2f} pt), "
+            f"precision {100 * r.precision_fp32:.2f} -> {100 * r.precision_int8:.2f}, "
+            f"score cosine {r.score_cosine_mean:.3f}: {verdict}"
+        )
+    report = {
+        "fp32": str(args.onnx),
+        "int8": str(args.out),
+        "calibration": manifest.calibration,
+        "eval": {"benchmark": args.eval_benchmark, "data": args.eval_data, "clips": [c.name for c in clips]},
+        "thresholds": vars(limits),
+        "rungs": [r.to_dict() for r in results],
+    }
+    path = Path(args.report) if args.report else Path(args.out) / "fidelity.json"
+    write_text_atomic(path, json.dumps(report, indent=2, allow_nan=True) + "\n")
+    print(f"wrote {path}")
+    worst = worst_rung(results)
+    if worst:
+        raise CKDError(f"fidelity gate failed; worst rung k={worst.keep_ratio:.2f}: {'; '.join(worst.failures)}")
+    return 0

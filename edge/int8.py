@@ -1,0 +1,169 @@
+"""INT8 for an export folder: quantize every rung with a calibration set, and the FP32-vs-INT8 fidelity gate.
+
+`quantize_export` writes `ckd_k<r>_int8.onnx` per rung + a manifest (precision int8, calibration provenance)
+into a new folder; each graph is audited against the precision policy before it is kept. `fidelity` runs the
+FP32 and INT8 trackers (ONNX Runtime) side by side over evaluation clips and scores their agreement per rung.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from calibration.sources import Clip
+from calibration.store import MANIFEST as CALIB_MANIFEST
+from calibration.store import load_calibration
+from ckd.errors import CKDError
+from edge.atomic import atomic_path
+from edge.manifest import Manifest, Rung, rung_filename, sha256_file
+from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
+from quantize.policy import check_policy
+from quantize.ptq import quantize_rung
+
+
+def quantize_export(
+    onnx_dir: str | Path,
+    calib_dir: str | Path,
+    out_dir: str | Path,
+    keep_ratios: Sequence[float] | None = None,
+    engine: str = "ort",
+    method: str = "percentile",
+    progress: bool = False,
+) -> Manifest:
+    """Quantize the FP32 rungs of `onnx_dir` (all, or `keep_ratios`) into `out_dir`; manifest written last."""
+    import onnx
+    from tqdm import tqdm
+
+    src = Manifest.load(onnx_dir)
+    cal = load_calibration(calib_dir)
+    cal.check_model(src.inputs, src.checkpoint_sha256)
+    rungs = [src.rung(k, "fp32", exact=True) for k in keep_ratios] if keep_ratios else src.rungs
+    rungs = [r for r in rungs if r.precision == "fp32"]
+    if not rungs:
+        raise CKDError(f"{onnx_dir}: no fp32 rungs to quantize")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = []
+    for rung in tqdm(rungs, desc="quantize", unit="rung", disable=not progress):
+        dst = out_dir / rung_filename(rung.keep_ratio, "int8")
+        with atomic_path(dst) as tmp:
+            quantize_rung(src.path(rung), tmp, cal, engine, method)
+            audit = check_policy(onnx.load(str(tmp)))
+            if audit["violations"]:
+                raise CKDError(f"{dst.name}: precision policy violated by {', '.join(audit['violations'][:5])}")
+            if not audit["int8"]:
+                raise CKDError(f"{dst.name}: the quantizer produced no INT8 node")
+        done.append(Rung.from_file(dst, rung.keep_ratio, "int8"))
+    manifest = dataclasses.replace(
+        src,
+        rungs=done,
+        calibration={
+            "source": cal.source,
+            "seed": cal.seed,
+            "count": cal.count,
+            "manifest_sha256": sha256_file(Path(calib_dir) / CALIB_MANIFEST),
+            "engine": engine,
+            "method": method,
+        },
+        directory=None,
+    )
+    manifest.save(out_dir)
+    return manifest
+
+
+class _ScoreTap:
+    """Backend proxy keeping a copy of each score map (the tracker reads outputs that the next call overwrites)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.template_size, self.search_size = inner.template_size, inner.search_size
+        self.keep_ratios = inner.keep_ratios
+        self.maps: list[np.ndarray] = []
+
+    def input_buffers(self) -> dict[str, np.ndarray]:
+        return self.inner.input_buffers()
+
+    def run(self, inputs, keep_ratio=None):
+        out = self.inner.run(inputs, keep_ratio)
+        self.maps[:] = [out["score_map"].copy()]  # the latest map only
+        return out
+
+
+def _run_clip(fp32: _ScoreTap, int8: _ScoreTap, clip: Clip, keep_ratio: float) -> dict[str, object]:
+    """Track one clip three ways: FP32, INT8 in lockstep (re-seeded each frame with the FP32 state, so both crop
+    the same pixels) and INT8 free-running. Boxes have row 0 = the init box; cosines compare lockstep score maps."""
+    from ckd.track.tracker import Tracker
+
+    ref, lock, free = Tracker(fp32), Tracker(int8), Tracker(int8)
+    rgb, tir = clip.load(0)
+    for t in (ref, lock, free):
+        t.init(rgb, tir, clip.init_box)
+    init = np.asarray(clip.init_box, np.float64)
+    boxes = {"fp32": [init], "lockstep": [init], "free": [init]}
+    cosines = []
+    for i in range(1, clip.frames):
+        rgb, tir = clip.load(i)
+        lock.state = ref.state.copy()
+        boxes["fp32"].append(ref.update(rgb, tir, keep_ratio=keep_ratio)[0])
+        boxes["lockstep"].append(lock.update(rgb, tir, keep_ratio=keep_ratio)[0])
+        cosines.append(cosine(fp32.maps[-1], int8.maps[-1]))
+        boxes["free"].append(free.update(rgb, tir, keep_ratio=keep_ratio)[0])
+    return {k: np.array(v) for k, v in boxes.items()} | {"cosines": cosines}
+
+
+def fidelity(
+    fp32_dir: str | Path,
+    int8_dir: str | Path,
+    clips: Sequence[Clip],
+    limits: Thresholds | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> list[RungFidelity]:
+    """Run FP32 and INT8 trackers over `clips` at every INT8 rung; one `RungFidelity` per rung."""
+    from tqdm import tqdm
+
+    from edge.backends.onnxruntime import OrtBackend
+
+    limits = limits or Thresholds()
+    fp32 = _ScoreTap(OrtBackend(fp32_dir, threads, precision="fp32"))
+    int8 = _ScoreTap(OrtBackend(int8_dir, threads, precision="int8"))
+    if fp32.inner.manifest.inputs != int8.inner.manifest.inputs:
+        raise CKDError(f"{int8_dir}: INT8 graphs take other inputs than the FP32 graphs in {fp32_dir}")
+    results = []
+    total = len(int8.keep_ratios) * len(clips)
+    bar = tqdm(total=total, desc="fidelity", unit="clip", disable=not progress)
+    for k in int8.keep_ratios:
+        runs = []
+        for clip in clips:
+            runs.append(_run_clip(fp32, int8, clip, k))
+            bar.update(1)
+        boxes = {key: [r[key] for r in runs] for key in ("fp32", "lockstep", "free")}
+        cos = [c for r in runs for c in r["cosines"]]
+        gts = [c.gt for c in clips]
+        results.append(rung_fidelity(k, boxes["fp32"], boxes["lockstep"], boxes["free"], gts, cos, limits))
+    bar.close()
+    return results
+
+
+def optimized_ops(path: str | Path) -> dict[str, int]:
+    """Operator histogram of a graph after ONNX Runtime's CPU graph optimisation (level ALL): shows whether
+    Q/DQ MatMuls became int8 kernels (QLinearMatMul, MatMulIntegerToFloat, QLinearConv, ...)."""
+    import tempfile
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    from edge.backends.onnxruntime import session_options
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = session_options(1)
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        so.log_severity_level = 3  # the "hardware specific optimizations" notice is expected here
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(so.optimized_model_filepath)
+    return dict(Counter(n.op_type for n in graph.graph.node))
