@@ -207,7 +207,7 @@ def run_suite(spec: Spec, clip: Clip, progress: bool = True) -> tuple[list[dict]
     bar = tqdm(total=total, desc="bench", unit="cfg", disable=not progress)
     for model, backend, precision in combos:
         try:
-            be = make_backend(spec, model, backend, precision)
+            be = make_backend(spec, model, backend, precision, progress)
         except _Skip as exc:
             note = f"{model.label} {backend} {precision}: skipped ({exc})"
             if backend != "torch" or precision == "fp32":
