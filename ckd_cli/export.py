@@ -43,7 +43,7 @@ def load_source(checkpoint: str | None, preset_name: str | None, seed: int = 0):
     import torch
 
     from ckd.errors import CKDError
-    from ckd.model.checkpoint import file_sha256, load_model
+    from ckd.model.checkpoint import DEMO_STUDENT, file_sha256, load_model
     from ckd.model.config import preset
     from ckd.model.network import CKDNet
 
@@ -53,8 +53,6 @@ def load_source(checkpoint: str | None, preset_name: str | None, seed: int = 0):
         torch.manual_seed(seed)
         return CKDNet(preset(preset_name)).eval(), f"random:{preset_name}:{seed}"
     model = load_model(checkpoint)
-    from ckd.model.checkpoint import DEMO_STUDENT
-
     return model, file_sha256(checkpoint or DEMO_STUDENT)
 
 

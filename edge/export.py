@@ -22,7 +22,7 @@ from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
 from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES, input_shapes, output_shapes
 from edge.atomic import atomic_path
-from edge.manifest import Manifest, Rung, rung_filename
+from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename
 
 OPSET = 17
 
@@ -137,6 +137,7 @@ def export_rungs(
     for r in ratios:
         cfg.keep_ratios(r)  # validates the range
     out_dir = Path(out_dir)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # a failed re-export must not leave an old manifest behind
     rungs, errors = [], {}
     for r in tqdm(ratios, desc="export", unit="rung", disable=not progress):
         path = export_graph(model, r, out_dir / rung_filename(r), opset)

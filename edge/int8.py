@@ -18,7 +18,7 @@ from calibration.store import MANIFEST as CALIB_MANIFEST
 from calibration.store import load_calibration
 from ckd.errors import CKDError
 from edge.atomic import atomic_path
-from edge.manifest import Manifest, Rung, rung_filename, sha256_file
+from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
 from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
 from quantize.policy import check_policy
 from quantize.ptq import quantize_rung
@@ -46,6 +46,7 @@ def quantize_export(
         raise CKDError(f"{onnx_dir}: no fp32 rungs to quantize")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # a failed re-run must not leave an old manifest behind
     done = []
     for rung in tqdm(rungs, desc="quantize", unit="rung", disable=not progress):
         dst = out_dir / rung_filename(rung.keep_ratio, "int8")
