@@ -1,12 +1,12 @@
 """Tracker-in-the-loop sampling: the crops the network really sees at run time, both modalities.
 
-A `Recorder` wraps any backend; each `run` copies the four input buffers the tracker has just filled
-(template crop from init, search crop around the previous estimate) before the network runs.
+A `Tap` wraps any backend; while sampling, each run's four input buffers (template crop from init, search
+crop around the previous estimate, as the tracker filled them) are copied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -14,26 +14,24 @@ from calibration.sources import Clip
 from ckd.track.backend import INPUT_NAMES
 
 
-class Recorder:
-    """A backend proxy that keeps a copy of the inputs of every `keep`-th call."""
+class Tap:
+    """A backend proxy calling `on_run(inputs, outputs)` after every run (copy what you keep: the backend
+    reuses its buffers). Everything else is the wrapped backend's."""
 
-    def __init__(self, backend, every: int = 1) -> None:
+    def __init__(self, backend, on_run: Callable[[Mapping[str, np.ndarray], dict[str, np.ndarray]], None]) -> None:
         self.backend = backend
-        self.name = f"recorded-{backend.name}"
+        self.on_run = on_run
+        self.name = backend.name
         self.template_size, self.search_size = backend.template_size, backend.search_size
         self.keep_ratios = backend.keep_ratios
-        self.every = max(1, int(every))
-        self.samples: list[dict[str, np.ndarray]] = []
-        self._calls = 0
 
     def input_buffers(self) -> dict[str, np.ndarray]:
         return self.backend.input_buffers()
 
     def run(self, inputs: Mapping[str, np.ndarray], keep_ratio: float | None = None) -> dict[str, np.ndarray]:
-        if self._calls % self.every == 0:
-            self.samples.append({k: np.array(inputs[k], dtype=np.float32, copy=True) for k in INPUT_NAMES})
-        self._calls += 1
-        return self.backend.run(inputs, keep_ratio)
+        out = self.backend.run(inputs, keep_ratio)
+        self.on_run(inputs, out)
+        return out
 
 
 def sample_crops(
@@ -47,23 +45,30 @@ def sample_crops(
 
     from ckd.track.tracker import Tracker
 
-    rec = Recorder(backend, every)
-    tracker = Tracker(rec)
+    samples: list[dict[str, np.ndarray]] = []
+    calls = [0]
+
+    def record(inputs: Mapping[str, np.ndarray], _outputs) -> None:
+        if calls[0] % max(1, every) == 0:
+            samples.append({k: np.array(inputs[k], dtype=np.float32, copy=True) for k in INPUT_NAMES})
+        calls[0] += 1
+
+    tracker = Tracker(Tap(backend, record))
     bar = tqdm(total=count, desc="calibration crops", unit="crop", disable=not progress)
     for clip in clips:
-        if len(rec.samples) >= count:
+        if len(samples) >= count:
             break
-        before = len(rec.samples)
+        before = len(samples)
         rgb, tir = clip.load(0)
         tracker.init(rgb, tir, clip.init_box)
         for i in range(1, clip.frames):
-            if len(rec.samples) >= count:
+            if len(samples) >= count:
                 break
             rgb, tir = clip.load(i)
             tracker.update(rgb, tir)
-        bar.update(len(rec.samples) - before)
+        bar.update(len(samples) - before)
     bar.close()
-    samples = rec.samples[:count]
+    samples = samples[:count]
     if not samples:
         return {}
     return {k: np.concatenate([s[k] for s in samples], axis=0) for k in INPUT_NAMES}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.sampler import Tap
 from calibration.sources import Clip
 from calibration.store import MANIFEST as CALIB_MANIFEST
 from calibration.store import load_calibration
@@ -75,26 +76,13 @@ def quantize_export(
     return manifest
 
 
-class _ScoreTap:
-    """Backend proxy keeping a copy of each score map (the tracker reads outputs that the next call overwrites)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.template_size, self.search_size = inner.template_size, inner.search_size
-        self.keep_ratios = inner.keep_ratios
-        self.maps: list[np.ndarray] = []
-
-    def input_buffers(self) -> dict[str, np.ndarray]:
-        return self.inner.input_buffers()
-
-    def run(self, inputs, keep_ratio=None):
-        out = self.inner.run(inputs, keep_ratio)
-        self.maps[:] = [out["score_map"].copy()]  # the latest map only
-        return out
+def _score_tap(backend) -> Tap:
+    """The backend, keeping a copy of its latest score map in `.score` (the next run overwrites the outputs)."""
+    tap = Tap(backend, lambda _inputs, out: setattr(tap, "score", out["score_map"].copy()))
+    return tap
 
 
-def _run_clip(fp32: _ScoreTap, int8: _ScoreTap, clip: Clip, keep_ratio: float) -> dict[str, object]:
+def _run_clip(fp32: Tap, int8: Tap, clip: Clip, keep_ratio: float) -> dict[str, object]:
     """Track one clip three ways: FP32, INT8 in lockstep (re-seeded each frame with the FP32 state, so both crop
     the same pixels) and INT8 free-running. Boxes have row 0 = the init box; cosines compare lockstep score maps."""
     from ckd.track.tracker import Tracker
@@ -111,7 +99,7 @@ def _run_clip(fp32: _ScoreTap, int8: _ScoreTap, clip: Clip, keep_ratio: float) -
         lock.state = ref.state.copy()
         boxes["fp32"].append(ref.update(rgb, tir, keep_ratio=keep_ratio)[0])
         boxes["lockstep"].append(lock.update(rgb, tir, keep_ratio=keep_ratio)[0])
-        cosines.append(cosine(fp32.maps[-1], int8.maps[-1]))
+        cosines.append(cosine(fp32.score, int8.score))
         boxes["free"].append(free.update(rgb, tir, keep_ratio=keep_ratio)[0])
     return {k: np.array(v) for k, v in boxes.items()} | {"cosines": cosines}
 
@@ -130,9 +118,9 @@ def fidelity(
     from edge.backends.onnxruntime import OrtBackend
 
     limits = limits or Thresholds()
-    fp32 = _ScoreTap(OrtBackend(fp32_dir, threads, precision="fp32"))
-    int8 = _ScoreTap(OrtBackend(int8_dir, threads, precision="int8"))
-    if fp32.inner.manifest.inputs != int8.inner.manifest.inputs:
+    fp32 = _score_tap(OrtBackend(fp32_dir, threads, precision="fp32"))
+    int8 = _score_tap(OrtBackend(int8_dir, threads, precision="int8"))
+    if fp32.backend.manifest.inputs != int8.backend.manifest.inputs:
         raise CKDError(f"{int8_dir}: INT8 graphs take other inputs than the FP32 graphs in {fp32_dir}")
     results = []
     total = len(int8.keep_ratios) * len(clips)
