@@ -134,6 +134,7 @@ class DualSensorLoop:
         self._report_events()
         try:
             while not self._finished(t_start):
+                self.rig.poll(self.opt.stall_s)
                 job = self._next_job()
                 self._idle = job is None
                 self._report_events()
@@ -175,8 +176,11 @@ class DualSensorLoop:
         if self.opt.duration_s is not None and time.monotonic() - t_start >= self.opt.duration_s:
             return True
         sources = self.rig.sources
-        pending = any(s.retry_at is not None for s in sources)
-        return self._idle and not pending and not any(s.alive for s in sources)
+        if not self._idle or any(s.alive for s in sources):
+            return False
+        # nothing is running: wait for a reconnect only while no sensor has ended for good
+        gone = [s for s in sources if s.retry_at is None]
+        return bool(gone)
 
     def _fresh(self, role: str) -> bool:
         s = self._latest[role]
@@ -200,12 +204,10 @@ class DualSensorLoop:
                     s = self._latest[alive]
                     note = f"{lost[0]} lost"
                     return (s, None, note) if alive == "rgb" else (None, s, note)
-        self.rig.poll(self.opt.stall_s)
         return None
 
     def _lost(self) -> list[str]:
-        stalled = {s.spec.role for s in self.rig.stalled(self.opt.stall_s)}
-        return [s.spec.role for s in self.rig.sources if not s.alive or s.spec.role in stalled]
+        return [s.spec.role for s in self.rig.sources if not s.alive or s.stalled]
 
     def _report_events(self) -> None:
         events = self.rig.events
@@ -320,8 +322,11 @@ class DualSensorLoop:
 
             return tuple(float(v) for v in synthetic_sequence(spec).frame(0).box)
         if self.opt.display and os.environ.get("DISPLAY"):
-            x, y, w, h = cv2.selectROI("ckd run: select the target", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            cv2.destroyAllWindows()
+            try:
+                x, y, w, h = cv2.selectROI("ckd run: select the target", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                cv2.destroyAllWindows()
+            except cv2.error:
+                raise CKDError("this OpenCV build has no GUI to select the target: give --init x,y,w,h") from None
             if w > 0 and h > 0:
                 return (float(x), float(y), float(w), float(h))
         raise CKDError("no --init x,y,w,h given and no display to select the target on the first frame")

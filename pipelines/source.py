@@ -64,6 +64,7 @@ class GstSource:
         self.restarts = 0
         self.timestamp_jumps = 0
         self.retry_at: float | None = None
+        self.stalled = False
         self.last_arrival = 0.0
         self._last_ts = -1.0
         self._geometry: tuple[int, int, int] | None = None
@@ -214,23 +215,24 @@ class GstRig:
             src.retry_at = time.monotonic() + delay
             self._note(f"{src.spec.name}: reconnecting in {delay:.1f} s")
 
-    def poll(self, stall_s: float) -> list[str]:
-        """Restart dropped live sources whose back-off has expired; report stalled sources. Returns new events."""
+    def poll(self, stall_s: float) -> None:
+        """Restart dropped live sources whose back-off has expired; note sources that stall or resume."""
         now = time.monotonic()
-        out: list[str] = []
         for src in self.sources:
             if src.retry_at is not None and now >= src.retry_at:
                 src.retry_at = None
                 src.restarts += 1
+                self._note(f"{src.spec.name}: reconnect attempt {src.restarts}")
                 src.stop()
                 src.start()
-                out.append(f"{src.spec.name}: reconnect attempt {src.restarts}")
-        self.events.extend(out)
-        return out
-
-    def stalled(self, stall_s: float) -> list[GstSource]:
-        now = time.monotonic()
-        return [s for s in self.sources if s.alive and now - s.last_arrival > stall_s]
+                if src.error:
+                    self._schedule_retry(src)
+            silent = src.alive and now - src.last_arrival > stall_s
+            if silent and not src.stalled:
+                self._note(f"{src.spec.name}: no frames for {stall_s:.1f} s (stalled)")
+            elif src.stalled and not silent and src.alive:
+                self._note(f"{src.spec.name}: frames again after a stall")
+            src.stalled = silent
 
     def stop(self) -> None:
         for src in self.sources:

@@ -37,6 +37,8 @@ class SourceSpec:
     @property
     def live(self) -> bool:
         """Live sources (cameras, network streams) are reconnected when they drop out."""
+        if "live" in self.params:  # e.g. synthetic://?live=1 behaves like a camera (reconnects)
+            return self.params["live"].lower() in ("1", "true", "yes")
         return self.scheme in ("v4l2", "csi", "rtsp")
 
     @property

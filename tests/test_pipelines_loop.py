@@ -114,3 +114,24 @@ def test_controller_holds_target_fps_under_load_and_returns_to_richest_rung(tmp_
     assert rate(1.0, load[0]) == pytest.approx(fps, rel=0.05)
     late = [g for ts, g in rung.items() if ts >= seconds - 1.0]
     assert late and all(g == 1.0 for g in late)  # back on the richest rung once the load is gone
+
+
+def test_live_sensor_reconnects_with_back_off_and_a_stall_is_bridged(tmp_path, nano_backend):
+    rgb = parse_uri(f"synthetic://?seed=5&fps=30&frames=90{SIZE}", "rgb")
+    # a live thermal camera that drops out after 12 frames (every time), and first stalls for 0.8 s
+    tir = parse_uri(f"synthetic://?seed=5&fps=30&live=1&error_after=12&stall_after=4&stall_s=0.8{SIZE}", "tir")
+    opt = LoopOptions(target_fps=30, rungs=(1.0,), adaptive=False, stall_s=0.3, overlay=False, progress=False)
+    loop = DualSensorLoop(rgb, tir, Tracker(nano_backend), tmp_path, opt, log=lambda s: None)
+    report = loop.run()
+    events = report["events"]
+    name = tir.name
+    assert f"{name}: no frames for 0.3 s (stalled)" in events
+    assert f"{name}: frames again after a stall" in events
+    assert f"{name}: reconnecting in 0.5 s" in events and f"{name}: reconnect attempt 1" in events
+    assert report["sources"]["tir"]["restarts"] >= 1 and report["sources"]["tir"]["frames"] > 12
+    frames = [r for r in _lines(tmp_path / "track.jsonl") if "frame" in r]
+    states = ["tir lost" if r.get("degraded") else "paired" for r in frames]
+    # paired -> RGB alone (stall) -> paired -> RGB alone (dropout) -> paired again after the reconnect
+    runs = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+    assert runs[:5] == ["paired", "tir lost", "paired", "tir lost", "paired"]
+    assert report["sources"]["rgb"]["frames"] == 90 and report["frames_processed"] >= 45
