@@ -88,7 +88,8 @@ class DualSensorLoop:
         self.video: OverlayVideo | None = None
         self.jsonl: JsonlWriter | None = None
         cap = 1 << 16
-        self.t_proc, self.t_e2e, self.t_model = (np.zeros(cap) for _ in range(3))
+        # per-frame seconds by stage (ring of `cap` frames): what end-to-end latency is made of
+        self.times = {k: np.zeros(cap) for k in ("input", "crop", "model", "decode", "overlay", "processing", "e2e")}
         self.n = 0
         self.skipped = 0
         self.degraded_frames = 0
@@ -105,9 +106,10 @@ class DualSensorLoop:
     def _make_controller(self):
         if not self.opt.adaptive:
             return None
-        from pipelines.controller import RungController
+        from pipelines.controller import Rung, RungController
 
-        return RungController(list(self.opt.rungs), self.opt.target_fps)
+        precision = getattr(self.tracker.backend, "precision", "fp32")
+        return RungController([Rung(r, precision) for r in self.opt.rungs], self.opt.target_fps)
 
     def _on_sample(self, sample: Sample) -> None:
         with self._cond:
@@ -226,6 +228,7 @@ class DualSensorLoop:
         maps = []
         try:
             rgb, tir8, ts = self._frames(rgb_s, tir_s, maps)
+            t_in = time.perf_counter() - t0
             if decision is not None and decision.skip and self.tracker.state is not None:
                 self._record(ts, None, None, None, 0.0, 0.0, time.perf_counter() - t0, decision.reason, skipped=True)
                 self.skipped += 1
@@ -233,13 +236,17 @@ class DualSensorLoop:
                 return
             keep = decision.rung.keep_ratio if decision is not None else (self.opt.rungs or (None,))[0]
             first = self.tracker.state is None
+            timing = {}
             if first:
-                box, score, model_ms = self._init(rgb, tir8), 1.0, 0.0
+                box, score = self._init(rgb, tir8), 1.0
             else:
                 box, score = self.tracker.update(rgb, tir8, keep_ratio=keep)
-                model_ms = float(self.tracker.last_timing.get("model_ms", 0.0))
+                timing = self.tracker.last_timing
+            model_ms = float(timing.get("model_ms", 0.0))
+            t_ov = time.perf_counter()
             if self.opt.overlay:
                 self._overlay(rgb, tir8, box, score, keep, note)
+            t_ov = time.perf_counter() - t_ov
         finally:
             for m in maps:
                 m.release()
@@ -248,8 +255,17 @@ class DualSensorLoop:
         e2e = clock - ts
         if self.controller is not None and not first:  # the init frame (and encoder start) is not a rung sample
             self.controller.update(proc, score, behind_s=max(0.0, e2e - 1.0 / self.opt.target_fps))
-        i = self.n % len(self.t_proc)
-        self.t_proc[i], self.t_e2e[i], self.t_model[i] = proc, e2e, model_ms / 1e3
+        i = self.n % len(self.times["e2e"])
+        for key, value in (
+            ("input", t_in),
+            ("crop", float(timing.get("preprocess_ms", 0.0)) / 1e3),
+            ("model", model_ms / 1e3),
+            ("decode", float(timing.get("decode_ms", 0.0)) / 1e3),
+            ("overlay", t_ov),
+            ("processing", proc),
+            ("e2e", e2e),
+        ):
+            self.times[key][i] = value
         now = time.perf_counter()
         if self._last_done is not None:
             inst = 1.0 / max(now - self._last_done, 1e-6)
@@ -388,7 +404,7 @@ class DualSensorLoop:
     # -- report -----------------------------------------------------------------------------------------------
 
     def report(self, wall_s: float, video: Path | None) -> dict:
-        n = min(self.n, len(self.t_proc))
+        n = min(self.n, len(self.times["e2e"]))
         warm = slice(1, n) if n > 1 else slice(0, n)  # frame 0 is the init
 
         def stats(a: np.ndarray) -> dict:
@@ -401,7 +417,7 @@ class DualSensorLoop:
                 "mean_ms": round(float(a.mean()), 3),
             }
 
-        model, proc, e2e = stats(self.t_model), stats(self.t_proc), stats(self.t_e2e)
+        model, proc, e2e = stats(self.times["model"]), stats(self.times["processing"]), stats(self.times["e2e"])
         ratio = None
         if model["p50_ms"]:
             ratio = round(e2e["p50_ms"] / model["p50_ms"], 2)
@@ -423,6 +439,7 @@ class DualSensorLoop:
             "wall_s": round(wall_s, 3),
             "fps": round(self.n / wall_s, 2) if wall_s > 0 else None,
             "model": model,
+            "stages_p50_ms": {k: stats(v)["p50_ms"] for k, v in self.times.items()},
             "processing": proc,
             "end_to_end": e2e,
             "e2e_over_model_p50": ratio,
@@ -447,5 +464,5 @@ class DualSensorLoop:
             "agc_16_to_8": int(tir_fmt == "GRAY16_LE"),
             "registration": round(self.registrar.writes / max(self.n, 1), 2) if self.registrar else 0,
             "overlay_compose": 2 if self.opt.overlay else 0,
-            "overlay_to_encoder": 1 if self.opt.overlay else 0,
+            "overlay_to_encoder": 0,  # composed straight into pooled GStreamer buffers
         }

@@ -14,7 +14,7 @@ import numpy as np
 
 from ckd.errors import CKDError
 
-GST_MAP_READ = 1
+GST_MAP_READ, GST_MAP_WRITE = 1, 2
 _BYTES_PER_PIXEL = {"RGB": 3, "GRAY8": 1, "GRAY16_LE": 2}
 
 
@@ -59,15 +59,19 @@ def frame_shape(fmt: str, width: int, height: int) -> tuple[tuple[int, ...], np.
 
 
 class MappedFrame:
-    """A mapped buffer seen as an HxW(x3) numpy array without copying; call `release()` when done."""
+    """A mapped buffer seen as an HxW(x3) numpy array without copying (read-only unless `write`, which needs a
+    buffer nobody else holds, e.g. fresh from a pool); call `release()` when done."""
 
     __slots__ = ("_buffer", "_info", "array", "address")
 
-    def __init__(self, buffer, fmt: str, width: int, height: int, stride: int | None = None) -> None:
+    def __init__(
+        self, buffer, fmt: str, width: int, height: int, stride: int | None = None, write: bool = False
+    ) -> None:
         self._buffer = buffer  # keeps the GstBuffer alive while mapped
         self._info = _MapInfo()
-        if not _LIB.gst_buffer_map(buffer_pointer(buffer), ctypes.byref(self._info), GST_MAP_READ):
-            raise CKDError("cannot map a GStreamer buffer for reading")
+        flags = GST_MAP_WRITE if write else GST_MAP_READ
+        if not _LIB.gst_buffer_map(buffer_pointer(buffer), ctypes.byref(self._info), flags):
+            raise CKDError(f"cannot map a GStreamer buffer for {'writing' if write else 'reading'}")
         shape, dtype = frame_shape(fmt, width, height)
         row = shape[1] * (shape[2] if len(shape) == 3 else 1) * dtype.itemsize
         stride = stride or (row + 3) // 4 * 4  # GStreamer default: rows padded to 4 bytes
@@ -77,7 +81,7 @@ class MappedFrame:
         raw = (ctypes.c_uint8 * self._info.size).from_address(self.address)
         strides = (stride, 3, 1) if len(shape) == 3 else (stride, dtype.itemsize)
         self.array = np.ndarray(shape, dtype=dtype, buffer=raw, strides=strides)
-        self.array.flags.writeable = False
+        self.array.flags.writeable = write
 
     def release(self) -> None:
         if self._buffer is not None:

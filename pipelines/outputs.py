@@ -66,9 +66,10 @@ class OverlayVideo:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.part")
         self.width, self.height = width, height
-        self.canvas = np.zeros((height, 2 * width, 3), dtype=np.uint8)
         self.frames = 0
         caps = f"video/x-raw,format=RGB,width={2 * width},height={height},framerate={round(fps * 1000)}/1000"
+        self._pool, self._stride = _buffer_pool(caps)
+        self._pending = None
         branches = f't. ! queue ! mp4mux ! filesink location="{self.tmp}"'
         if udp:
             host, _, port = udp.rpartition(":")
@@ -91,10 +92,23 @@ class OverlayVideo:
 
     def compose(
         self, rgb: np.ndarray, tir8: np.ndarray, box, score: float, fps: float, rung: str, note: str = ""
-    ) -> np.ndarray:
-        """Draw the side-by-side frame into the preallocated canvas."""
+    ) -> None:
+        """Draw the side-by-side frame straight into a buffer from the encoder's pool (no per-frame allocation)."""
+        from pipelines.mapped import MappedFrame
+
+        ret, buf = self._pool.acquire_buffer(None)
+        if buf is None:
+            raise CKDError(f"overlay video {self.path}: no buffer from the pool ({ret})")
+        mapped = MappedFrame(buf, "RGB", 2 * self.width, self.height, self._stride, write=True)
+        try:
+            self._draw(mapped.array, rgb, tir8, box, score, fps, rung, note)
+        finally:
+            mapped.release()
+        self._pending = buf
+
+    def _draw(self, canvas: np.ndarray, rgb, tir8, box, score: float, fps: float, rung: str, note: str) -> None:
         w = self.width
-        left, right = self.canvas[:, :w], self.canvas[:, w:]
+        left, right = canvas[:, :w], canvas[:, w:]
         np.copyto(left, rgb)
         np.copyto(right, tir8[..., None] if tir8.ndim == 2 else tir8)
         if box is not None:
@@ -102,16 +116,15 @@ class OverlayVideo:
             for view in (left, right):
                 cv2.rectangle(view, (x, y), (x + bw, y + bh), GREEN, 2)
         text = f"score {score:.2f}  {fps:.1f} fps  rung {rung}"
-        cv2.putText(self.canvas, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, YELLOW, 2, cv2.LINE_AA)
+        cv2.putText(canvas, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, YELLOW, 2, cv2.LINE_AA)
         if note:
-            cv2.putText(self.canvas, note, (8, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.5, YELLOW, 1, cv2.LINE_AA)
-        return self.canvas
+            cv2.putText(canvas, note, (8, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.5, YELLOW, 1, cv2.LINE_AA)
 
     def push(self) -> None:
         from pipelines.source import gst
 
         Gst, _, _ = gst()
-        buf = Gst.Buffer.new_wrapped(self.canvas.tobytes())
+        buf, self._pending = self._pending, None
         buf.pts = self.frames * self.duration
         buf.duration = self.duration
         self.src.emit("push-buffer", buf)
@@ -127,6 +140,7 @@ class OverlayVideo:
             int(timeout_s * 1e9), Gst.MessageType.EOS | Gst.MessageType.ERROR
         )
         self.pipeline.set_state(Gst.State.NULL)
+        self._pool.set_active(False)
         if msg is not None and msg.type == Gst.MessageType.ERROR:
             err, _ = msg.parse_error()
             self.tmp.unlink(missing_ok=True)
@@ -136,3 +150,18 @@ class OverlayVideo:
             return None
         os.replace(self.tmp, self.path)
         return self.path
+
+
+def _buffer_pool(caps_text: str, buffers: int = 8):
+    """A pool of frame buffers for the caps (recycled once the encoder is done with them) and their row stride."""
+    from pipelines.source import gst
+
+    Gst, _, GstVideo = gst()
+    caps = Gst.Caps.from_string(caps_text)
+    info = GstVideo.VideoInfo.new_from_caps(caps)
+    pool = Gst.BufferPool.new()
+    config = pool.get_config()
+    Gst.BufferPool.config_set_params(config, caps, info.size, 2, buffers)
+    if not pool.set_config(config) or not pool.set_active(True):
+        raise CKDError("overlay video: cannot set up the frame buffer pool")
+    return pool, info.stride[0]
