@@ -224,7 +224,9 @@ def train(cfg: DistillConfig, out: str | Path, resume: bool = False, stop_after:
             sampler.load_state_dict(ckpt["sampler"])
         net = model
         if world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if amp else None)
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         params = [p for p in model.parameters() if p.requires_grad]
         ns = s.num_search_tokens
