@@ -138,20 +138,25 @@ def plot(doc: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    markers = {"torch": "o", "onnxruntime": "s", "tensorrt": "D", "opencv": "*"}
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r["model"] for r in doc["rows"]))}
+    crowd: dict[float, int] = {}  # labels of points at the same accuracy are stacked, not drawn over each other
     for r in doc["rows"]:
         auc = r.get("success_auc")
         if auc is None or not math.isfinite(auc):
             continue
         keep = "" if r["keep_ratio"] is None else f" k{r['keep_ratio']:.2f}"
-        marker = "*" if r["backend"] == "opencv" else "o"
-        ax.scatter(r["p50_ms"], auc, marker=marker, s=60)
+        ax.scatter(r["p50_ms"], auc, marker=markers.get(r["backend"], "o"), color=colours[r["model"]], s=60)
+        k = crowd.get(round(auc, 3), 0)
+        crowd[round(auc, 3)] = k + 1
         ax.annotate(
             f"{r['model']} {r['backend']} {r['precision']}{keep}",
             (r["p50_ms"], auc),
             fontsize=7,
-            xytext=(4, 3),
+            xytext=(4, 4 + 9 * k),
             textcoords="offset points",
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "alpha": 0.5} if k else None,
         )
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -163,4 +168,5 @@ def plot(doc: dict, path: str | Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+        tmp.chmod(0o644)
     plt.close(fig)
