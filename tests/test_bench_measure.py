@@ -8,14 +8,15 @@ import numpy as np
 
 from edge.bench.clip import accuracy
 from edge.bench.env import cpu_info, environment
-from edge.bench.measure import peak_rss_mb, percentiles, reset_peak_rss
+from edge.bench.measure import peak_rss_mb, reset_peak_rss
+from edge.trt.bench import latency_stats
 
 
 def test_percentiles_of_known_values():
-    s = percentiles(np.arange(1, 101, dtype=float))
+    s = latency_stats(np.arange(1, 101, dtype=float))
     assert s["p50"] == 50.5 and abs(s["p95"] - 95.05) < 1e-9 and abs(s["p99"] - 99.01) < 1e-9
     assert s["mean"] == 50.5
-    assert np.isnan(percentiles([])["p50"])
+    assert np.isnan(latency_stats([])["p50"])
 
 
 def test_peak_rss_sees_a_large_allocation():

@@ -12,17 +12,9 @@ import numpy as np
 from ckd.track.backend import Backend
 from ckd.track.tracker import Tracker
 from edge.bench.clip import Clip
+from edge.trt.bench import latency_stats
 
 STAGES = ("preprocess", "model", "decode", "total")
-
-
-def percentiles(values_ms: list[float] | np.ndarray) -> dict[str, float]:
-    """p50/p95/p99 and mean of per-frame times in ms (linear interpolation between order statistics)."""
-    v = np.asarray(values_ms, dtype=np.float64)
-    if v.size == 0:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan")}
-    p50, p95, p99 = np.percentile(v, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(v.mean())}
 
 
 def reset_peak_rss() -> bool:
@@ -55,7 +47,7 @@ class Run:
     peak_rss_scope: str = "configuration"
 
     def stats(self) -> dict[str, dict[str, float]]:
-        return {s: percentiles(v) for s, v in self.times.items()}
+        return {s: latency_stats(v) for s, v in self.times.items()}
 
 
 def track_clip(backend: Backend, clip: Clip, keep_ratio: float | None, warmup: int = 3) -> Run:
