@@ -139,16 +139,25 @@ class GstSource:
             running = sample.get_segment().to_running_time(Gst.Format.TIME, buf.pts)
             if running != Gst.CLOCK_TIME_NONE and running >= 0:
                 ts_ns = running + self.pipeline.get_base_time()
-        if now is not None and (ts_ns is None or abs(ts_ns - now) > 1_000_000_000):
-            if ts_ns is not None:
-                self.timestamp_jumps += 1
-            ts_ns = now
-        ts = (ts_ns or 0) / 1e9
-        if ts <= self._last_ts:  # never go backwards
-            self.timestamp_jumps += 1
-            ts = self._last_ts + 1e-6
+        ts, jumped = frame_time(ts_ns, now, self._last_ts)
+        self.timestamp_jumps += jumped
         self._last_ts = ts
         return ts
+
+
+def frame_time(pts_ns: int | None, now_ns: int | None, last_s: float, max_jump_s: float = 1.0) -> tuple[float, bool]:
+    """(seconds on the clock, whether it was repaired): the buffer's clock time unless it is missing, more than
+    `max_jump_s` away from the clock's now (a timestamp jump: use arrival time), or not after the last frame."""
+    jumped = False
+    ts_ns = pts_ns
+    if now_ns is not None and (ts_ns is None or abs(ts_ns - now_ns) > max_jump_s * 1e9):
+        jumped = ts_ns is not None
+        ts_ns = now_ns
+    ts = (ts_ns or 0) / 1e9
+    if ts <= last_s:  # never go backwards
+        jumped = True
+        ts = last_s + 1e-6
+    return ts, jumped
 
 
 def describe_error(spec: SourceSpec, message) -> str:

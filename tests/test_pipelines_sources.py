@@ -86,3 +86,31 @@ def test_a_source_that_errors_is_reported_by_name_and_element():
         f"tir source synthetic://?seed=2&fps=30&error_after=5{size}: GStreamer element 'src': sensor disconnected"
     )
     assert tir.error in rig.events
+
+
+def test_timestamp_jumps_fall_back_to_arrival_time():
+    from pipelines.source import frame_time
+
+    s = 1_000_000_000
+    assert frame_time(5 * s + 1000, 5 * s + 2000, 4.9) == (5.000001, False)  # normal: the buffer's own time
+    assert frame_time(9 * s, 5 * s, 4.9) == (5.0, True)  # jumped 4 s ahead of the clock: arrival time
+    assert frame_time(None, 5 * s, 4.9) == (5.0, False)  # no PTS: arrival time
+    ts, jumped = frame_time(4 * s, 4 * s, 4.5)  # backwards: kept monotonic
+    assert jumped and 4.5 < ts < 4.5001
+
+
+def test_caps_that_do_not_negotiate_are_explained():
+    from pipelines.source import describe_error, gst
+
+    Gst, _, _ = gst()
+    pipe = Gst.parse_launch(  # a source delivering RGB into a sink that only takes GRAY8
+        'appsrc name=src format=time caps="video/x-raw,format=RGB,width=8,height=8,framerate=1/1" ! '
+        "appsink caps=video/x-raw,format=GRAY8"
+    )
+    pipe.set_state(Gst.State.PLAYING)
+    pipe.get_by_name("src").emit("push-buffer", Gst.Buffer.new_wrapped(bytes(8 * 8 * 3)))
+    msg = pipe.get_bus().timed_pop_filtered(5 * Gst.SECOND, Gst.MessageType.ERROR)
+    pipe.set_state(Gst.State.NULL)
+    text = describe_error(parse_uri("v4l2:///dev/video0", "rgb"), msg)
+    assert text.startswith("rgb source v4l2:///dev/video0: GStreamer element 'src': ")
+    assert text.endswith("(caps did not negotiate: check format/width/height/fps options)")
