@@ -76,7 +76,7 @@ class DualSensorLoop:
         self.calibration = calibration
         self.log = log or (lambda s: print(s, file=sys.stderr))
         tol = self.opt.tolerance_s or 0.5 / min(_fps_of(rgb, 30), _fps_of(tir, 30))
-        self.pairer = Pairer(tol)
+        self.pairer = Pairer(tol, depth=2)  # held samples pin sensor buffers: keep few (v4l2 pools are small)
         self.agc = ThermalAGC()
         self._cond = threading.Condition()
         self._latest: dict[str, Sample | None] = {"rgb": None, "tir": None}
