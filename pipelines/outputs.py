@@ -41,7 +41,7 @@ class JsonlWriter:
 def encoder_chain(gst_has) -> str:
     """H.264 encoder: NVIDIA's hardware encoder on a Jetson, x264 (or OpenH264) elsewhere."""
     if gst_has("nvv4l2h264enc"):
-        return "nvvidconv ! nvv4l2h264enc ! h264parse"
+        return "nvvidconv ! video/x-raw(memory:NVMM),format=I420 ! nvv4l2h264enc ! h264parse"
     if gst_has("x264enc"):
         return "x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse"
     if gst_has("openh264enc"):

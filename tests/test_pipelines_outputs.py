@@ -7,8 +7,11 @@ import socket
 
 import cv2
 import numpy as np
+import pytest
 
-from pipelines.outputs import JsonlWriter, OverlayVideo
+from ckd.errors import CKDError
+from pipelines.outputs import JsonlWriter, OverlayVideo, encoder_chain
+from pipelines.uri import has_element
 
 
 def test_overlay_mp4_and_udp_stream(tmp_path):
@@ -41,3 +44,10 @@ def test_jsonl_is_complete_line_by_line(tmp_path):
         assert [json.loads(x)["frame"] for x in (tmp_path / "t.jsonl").read_text().splitlines()] == list(range(i + 1))
     w.close()
     assert w.lines == 3
+
+
+def test_encoder_choice_prefers_jetson_hardware_and_explains_absence():
+    assert "nvv4l2h264enc" in encoder_chain(lambda name: name in ("nvv4l2h264enc", "x264enc"))
+    assert encoder_chain(has_element).startswith("x264enc")  # this machine: software x264
+    with pytest.raises(CKDError, match="no H.264 encoder"):
+        encoder_chain(lambda name: False)
