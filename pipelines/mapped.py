@@ -77,6 +77,12 @@ class MappedFrame:
         stride = stride or (row + 3) // 4 * 4  # GStreamer default: rows padded to 4 bytes
         if stride * (height - 1) + row > self._info.size:
             stride = row
+        if row * height > self._info.size:
+            _LIB.gst_buffer_unmap(buffer_pointer(buffer), ctypes.byref(self._info))
+            self._buffer = None
+            raise CKDError(
+                f"GStreamer buffer of {self._info.size} bytes is too small for a {width}x{height} {fmt} frame"
+            )
         self.address = int(self._info.data)
         raw = (ctypes.c_uint8 * self._info.size).from_address(self.address)
         strides = (stride, 3, 1) if len(shape) == 3 else (stride, dtype.itemsize)

@@ -114,3 +114,20 @@ def test_caps_that_do_not_negotiate_are_explained():
     text = describe_error(parse_uri("v4l2:///dev/video0", "rgb"), msg)
     assert text.startswith("rgb source v4l2:///dev/video0: GStreamer element 'src': ")
     assert text.endswith("(caps did not negotiate: check format/width/height/fps options)")
+
+
+def test_mapped_frame_views_buffer_memory_and_rejects_short_buffers():
+    import pytest
+
+    from ckd.errors import CKDError
+    from pipelines.mapped import MappedFrame
+    from pipelines.source import gst
+
+    Gst, _, _ = gst()
+    data = np.arange(6 * 4 * 2, dtype="<u2").tobytes()  # a 6x4 GRAY16_LE frame, rows of 12 bytes
+    buf = Gst.Buffer.new_wrapped(data)
+    m = MappedFrame(buf, "GRAY16_LE", 6, 4, stride=12)
+    assert m.array.dtype == np.uint16 and m.array[3, 5] == 23 and m.array.__array_interface__["data"][0] == m.address
+    m.release()
+    with pytest.raises(CKDError, match="48 bytes is too small for a 8x8 RGB frame"):
+        MappedFrame(buf, "RGB", 8, 8)
