@@ -129,5 +129,5 @@ def test_mapped_frame_views_buffer_memory_and_rejects_short_buffers():
     m = MappedFrame(buf, "GRAY16_LE", 6, 4, stride=12)
     assert m.array.dtype == np.uint16 and m.array[3, 5] == 23 and m.array.__array_interface__["data"][0] == m.address
     m.release()
-    with pytest.raises(CKDError, match="48 bytes is too small for a 8x8 RGB frame"):
+    with pytest.raises(CKDError, match="96 bytes is too small for a 8x8 RGB frame"):
         MappedFrame(buf, "RGB", 8, 8)
