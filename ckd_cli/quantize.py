@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--min-iou", type=float, default=0.9, help="min median FP32/INT8 IoU agreement (default 0.9)")
     g.add_argument("--max-auc-drop", type=float, default=1.0, help="max success-AUC drop in points (default 1.0)")
     g.add_argument(
-        "--min-cosine", type=float, default=0.95, help="min mean score-map cosine, mean removed (0.95; 0 = off)"
+        "--min-cosine", type=float, default=0.0, help="min mean score-map cosine, mean removed (default 0 = off)"
     )
     g.add_argument("--report", default=None, metavar="JSON", help="gate report path (default OUT/fidelity.json)")
     g.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's)")
