@@ -69,10 +69,14 @@ def run(args: argparse.Namespace) -> int:
     results = fidelity(args.onnx, args.out, clips, limits, threads=args.threads, progress=True)
     for r in results:
         verdict = "FAIL " + "; ".join(r.failures) if r.failures else "pass"
-        print(
-            f"k={r.keep_ratio:.2f}: IoU agreement median {r.iou_agreement_median:.3f}, "
+        accuracy = (
             f"AUC {100 * r.auc_fp32:.2f} -> {100 * r.auc_int8:.2f} (drop {r.auc_drop_points:.2f} pt), "
-            f"precision {100 * r.precision_fp32:.2f} -> {100 * r.precision_int8:.2f}, "
+            f"precision {100 * r.precision_fp32:.2f} -> {100 * r.precision_int8:.2f}"
+            if r.auc_fp32 == r.auc_fp32  # NaN when no clip has ground truth (image pairs)
+            else "AUC/precision n/a (no ground truth)"
+        )
+        print(
+            f"k={r.keep_ratio:.2f}: IoU agreement median {r.iou_agreement_median:.3f}, {accuracy}, "
             f"score cosine {r.score_cosine_mean:.3f}: {verdict}"
         )
     report = {
