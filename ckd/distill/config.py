@@ -38,6 +38,7 @@ class DistillConfig:
     data: tuple[dict, ...] = ({"kind": "lasher", "root": "data/LasHeR", "split": "train"},)
     init_students_from_teachers: bool = True
     teacher_init: str | None = None  # kit checkpoint of pretrained teachers (a training checkpoint)
+    init_from: str | None = None  # continue from a previous run's checkpoint.pt (whole training model)
     loss_weights: dict = field(default_factory=dict)  # override giou/l1/focal/style/content/teacher
     # sampling and augmentation (official OSTrack values)
     max_gap: int = 200

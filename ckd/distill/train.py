@@ -178,6 +178,10 @@ def train(cfg: DistillConfig, out: str | Path, resume: bool = False, stop_after:
     model = DistillModel(cfg.student, cfg.teacher, cfg.loss_weights).to(device)
     if cfg.teacher_init:
         _load_teachers(model, cfg.teacher_init)
+    if cfg.init_from:
+        if not Path(cfg.init_from).is_file():
+            raise CKDError(f"init_from checkpoint not found: {cfg.init_from}")
+        model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"])
     ckpt = None
     if resume:
         if not (out / CHECKPOINT).is_file():
@@ -207,7 +211,7 @@ def train(cfg: DistillConfig, out: str | Path, resume: bool = False, stop_after:
         step = start_step if si == start_stage else 0
         if step >= st.steps:
             continue
-        if st.name == "ckd" and step == 0 and cfg.init_students_from_teachers:
+        if st.name == "ckd" and step == 0 and cfg.init_students_from_teachers and not cfg.init_from:
             model.init_students_from_teachers()
         model.set_stage(st.name, st.freeze_teachers)
         opt = torch.optim.AdamW(param_groups(model, st), weight_decay=st.weight_decay)
