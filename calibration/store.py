@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ckd.atomic import atomic_path
 from ckd.errors import CKDError
 from ckd.track.backend import INPUT_NAMES
 
@@ -73,14 +72,8 @@ class CalibrationSet:
 
 def _atomic(path: Path, write, suffix: str = ".tmp") -> None:
     """`write(tmp)` beside `path`, then rename over it; the temp file never survives an error."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path, suffix=suffix) as tmp:
+        write(str(tmp))
 
 
 def write_calibration(

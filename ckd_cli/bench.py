@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         report.write_json(args.json, doc)
     if args.markdown:
-        from edge.atomic import write_text_atomic
+        from ckd.atomic import write_text_atomic
 
         write_text_atomic(args.markdown, table)
     if args.plot:

@@ -31,13 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    import tempfile
     from pathlib import Path
 
     import numpy as np
     import torch
 
+    from ckd.atomic import atomic_path
     from ckd.errors import CKDError
     from ckd.model.checkpoint import load_model
     from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES, input_shapes
@@ -67,13 +66,7 @@ def run(args: argparse.Namespace) -> int:
         out = model(*tensors, template_mask=mask, keep_ratio=keep)
     arrays = {k: out[k].numpy() for k in OUTPUT_NAMES}
     dest = Path(args.out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".npz", dir=dest.parent)
-    os.close(fd)
-    try:
+    with atomic_path(dest, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     print(f"kept search tokens per CE layer: {model.last_kept}; wrote {dest}")
     return 0

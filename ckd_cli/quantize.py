@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from calibration.sources import open_clips
+    from ckd.atomic import write_text_atomic
     from ckd.errors import CKDError
-    from edge.atomic import write_text_atomic
     from edge.int8 import fidelity, quantize_export
     from quantize.fidelity import Thresholds, worst_rung
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ckd.atomic import atomic_path
 from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
 from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES, input_shapes, output_shapes
-from edge.atomic import atomic_path
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename
 
 OPSET = 17

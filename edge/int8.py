@@ -17,8 +17,8 @@ from calibration.sampler import Tap
 from calibration.sources import Clip
 from calibration.store import MANIFEST as CALIB_MANIFEST
 from calibration.store import load_calibration
+from ckd.atomic import atomic_path
 from ckd.errors import CKDError
-from edge.atomic import atomic_path
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
 from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
 from quantize.policy import check_policy

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ckd import __version__
+from ckd.atomic import write_text_atomic
 from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
-from edge.atomic import write_text_atomic
 
 FORMAT = "ckd-onnx/1"
 MANIFEST_NAME = "manifest.json"

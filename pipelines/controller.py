@@ -25,13 +25,12 @@ import csv
 import io
 import logging
 import math
-import os
-import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ckd.atomic import write_text_atomic
 from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
 
@@ -345,9 +344,6 @@ class RungController:
         for entry in self.log:
             writer.writerow(entry.as_row())
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", newline="") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, path)
+            write_text_atomic(path, buf.getvalue())
         except OSError as exc:
             raise CKDError(f"cannot write controller log {path}: {exc.strerror or exc}") from None

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ckd.atomic import write_json_atomic
 from ckd.errors import CKDError
-from pipelines.atomic import write_json
 from pipelines.outputs import JsonlWriter, OverlayVideo
 from pipelines.pairing import Pairer
 from pipelines.registration import Registrar, RigCalibration
@@ -154,7 +154,7 @@ class DualSensorLoop:
             self.jsonl.close()
             video = self.video.close() if self.video is not None else None
         report = self.report(time.monotonic() - t_start, video)
-        write_json(self.out_dir / "latency.json", report)
+        write_json_atomic(self.out_dir / "latency.json", report)
         if self.controller is not None and hasattr(self.controller, "write_log"):
             self.controller.write_log(self.out_dir / "controller.csv")
         return report

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ckd.atomic import write_json_atomic
 from ckd.errors import CKDError
-from pipelines.atomic import write_json
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class RigCalibration:
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file, then rename)."""
         path = Path(path)
-        write_json(
+        write_json_atomic(
             path,
             {
                 "homography": self.homography.tolist(),

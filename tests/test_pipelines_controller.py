@@ -142,8 +142,9 @@ def test_log_has_one_row_per_frame_and_writes_csv(tmp_path):
     assert [int(r["frame"]) for r in rows] == list(range(120))
     assert {r["ran"] for r in rows} >= {"1/fp32", "skip"}
     assert not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "a_file").write_text("")
     with pytest.raises(CKDError, match="controller log"):
-        ctl.write_log(tmp_path / "missing" / "x.csv")
+        ctl.write_log(tmp_path / "a_file" / "x.csv")  # parent is a file: unwritable
 
 
 def test_pacer_holds_schedule_and_counts_dropped_frames():

@@ -6,13 +6,12 @@ blank lines ignored. Inside the kit boxes are x, y, w, h in 0-based pixels; file
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ckd.atomic import atomic_path
 from ckd.errors import CKDError
 
 _SPLIT = re.compile(r"[,\s]+")
@@ -66,13 +65,5 @@ def to_zero_based(boxes: np.ndarray) -> np.ndarray:
 
 def write_boxes(path: str | Path, boxes: np.ndarray, delimiter: str = ",", fmt: str = "%.4f") -> None:
     """Write boxes atomically (temp file in the same folder, then rename): never a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            np.savetxt(f, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), delimiter=delimiter, fmt=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), delimiter=delimiter, fmt=fmt)

@@ -7,13 +7,11 @@ Pickles are read with `weights_only=True`.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ckd.atomic import atomic_path, write_json_atomic
 from ckd.errors import CKDError
 from ckd.model.config import CKDConfig, preset
 from ckd.model.network import CKDNet
@@ -112,31 +110,21 @@ def load_model(path: str | Path | None = None, config: CKDConfig | None = None) 
     return model.eval()
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: CKDNet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """The kit's format: `<name>.safetensors` + `<name>.json` (the config), both written atomically."""
     from safetensors.torch import save_file
 
     path = Path(path).with_suffix(".safetensors")
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(config_path(path), lambda tmp: Path(tmp).write_text(json.dumps(model.cfg.to_dict(), indent=2)))
-    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata or {}))
+    write_json_atomic(config_path(path), model.cfg.to_dict())
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata or {})
     return path
 
 
 def save_official(model: CKDNet, path: str | Path) -> Path:
     """The official layout: a `{'net': state_dict}` pickle (`.pth.tar`)."""
     path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save({"net": model.state_dict()}, tmp))
+    with atomic_path(path) as tmp:
+        torch.save({"net": model.state_dict()}, tmp)
     return path

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from edge.atomic import atomic_path, write_text_atomic
+from ckd.atomic import atomic_path, write_text_atomic
 
 CEILING_KEY = {"fp32": "fp32_gops", "int8": "int8_gops"}
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import edge
 from ckd import __version__
+from ckd.atomic import atomic_path
 from ckd.errors import CKDError
-from edge.atomic import atomic_path
 from edge.deploy.scripts import INSTALL_SH, REQUIREMENTS_EDGE, SERVICE_NAME, SERVICE_UNIT
 from edge.manifest import MANIFEST_NAME, Manifest, sha256_file
 from edge.trt.reference import REFERENCE_NAME, make_reference

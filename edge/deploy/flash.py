@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ckd.atomic import write_text_atomic
 from ckd.errors import CKDError
-from edge.atomic import write_text_atomic
 from edge.deploy.bundle import remote_install_script
 from edge.manifest import sha256_file
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.atomic import write_text_atomic
+from ckd.atomic import write_text_atomic
 
 
 def latency_stats(values_ms: list[float]) -> dict[str, float]:

@@ -14,8 +14,8 @@ from types import ModuleType
 
 import numpy as np
 
+from ckd.atomic import write_bytes_atomic, write_text_atomic
 from ckd.errors import CKDError
-from edge.atomic import write_bytes_atomic, write_text_atomic
 from edge.devices import Device
 from edge.manifest import Manifest
 from edge.trt import cache

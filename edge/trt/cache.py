@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from ckd.atomic import write_bytes_atomic, write_text_atomic
 from ckd.errors import CKDError
-from edge.atomic import write_bytes_atomic, write_text_atomic
 from edge.manifest import sha256_file
 
 

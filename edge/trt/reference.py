@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ckd.atomic import write_bytes_atomic
 from ckd.errors import CKDError
 from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES
-from edge.atomic import write_bytes_atomic
 from edge.manifest import Manifest
 
 REFERENCE_NAME = "reference.npz"
