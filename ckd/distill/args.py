@@ -18,13 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="distillation config, YAML or JSON (see ckd/distill/configs/)")
     p.add_argument("--out", default="out/distill", help="run folder (default out/distill)")
     p.add_argument("--resume", action="store_true", help="continue exactly where <out>/checkpoint.pt stopped")
-    p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop at a global step
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     from ckd.distill.config import load_config
     from ckd.distill.train import train
 
-    path = train(load_config(args.config), args.out, resume=args.resume, stop_after=args.stop_after)
+    path = train(load_config(args.config), args.out, resume=args.resume)
     print(f"-> {path}")
     return 0

@@ -159,19 +159,26 @@ def export_student(model: DistillModel, path: Path, metadata: dict[str, str] | N
     return save_model(net.eval(), path, metadata)
 
 
-def train(cfg: DistillConfig, out: str | Path, resume: bool = False, stop_after: int | None = None) -> Path:
+def train(cfg: DistillConfig, out: str | Path, resume: bool = False) -> Path:
     """Run every stage of `cfg` into `out`; returns the student checkpoint path.
 
-    `stop_after` ends the process after that many global steps (a deterministic stand-in for a killed job).
+    The torch thread count set from `cfg.threads` is restored afterwards.
     """
+    threads = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return _train(cfg, Path(out), resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: DistillConfig, out: Path, resume: bool) -> Path:
     from tqdm import tqdm
 
     rank, world, device = _dist_setup()
-    out = Path(out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -278,9 +285,6 @@ def train(cfg: DistillConfig, out: str | Path, resume: bool = False, stop_after:
                     _atomic_torch_save(state, out / CHECKPOINT)
                 if world > 1:
                     dist.barrier()
-            if stop_after is not None and global_step >= stop_after:
-                bar.close()
-                return out / CHECKPOINT
         bar.close()
     if world > 1:  # BatchNorm running stats are per rank between DDP's broadcasts: take rank 0's, as DDP does
         for b in model.buffers():
