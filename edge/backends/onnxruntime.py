@@ -20,13 +20,19 @@ from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES
 from edge.manifest import Manifest, Rung
 
 
-def session_options(threads: int | None = None):
-    """CPU session options: all graph optimisations (int8 kernel fusion), `threads` intra-op threads."""
+def session_options(threads: int | None = None, spin: bool = False):
+    """CPU session options: all graph optimisations (int8 kernel fusion), `threads` intra-op threads.
+
+    Thread spinning is off by default: a tracker runs once per frame and then waits for the camera, and
+    spinning pool threads would steal the cores from the rest of the pipeline (and from other rungs'
+    sessions). Measured on the base model: spinning sessions left idle beside torch made it ~6x slower.
+    """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if threads:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
