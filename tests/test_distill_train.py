@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from ckd.distill.config import config_from_dict, load_config
-from ckd.distill.data import SampleSpec, box_in_crop, make_sample
+from ckd.distill.data import SampleSpec, box_in_crop, build_clips, make_sample
 from ckd.distill.model import DistillModel, layer_map
 from ckd.distill.train import CHECKPOINT, train
 from ckd.model.checkpoint import load_model
@@ -192,3 +192,15 @@ def test_sample_without_jitter_centres_the_box_in_the_crop():
     assert box[0] == pytest.approx((63.5 + 8 - 16) / 128)
     again = make_sample([_Clip()], 5, 0, spec)
     assert all(np.array_equal(again[k], s[k]) for k in s)
+
+
+def test_pairs_from_a_dataset_on_disk(tmp_path):
+    from ckd.data.synthetic import write_dataset
+
+    write_dataset(tmp_path / "lasher", sequences=1, frames=12, seed=4, width=160, height=120)
+    clips = build_clips([{"kind": "lasher", "root": str(tmp_path / "lasher")}])
+    assert len(clips) == 1 and len(clips[0]) == 12
+    s = make_sample(clips, 0, 0, SampleSpec(64, 128))
+    centre = s["box"][:2] + s["box"][2:] / 2
+    assert ((centre >= 0) & (centre < 1)).all() and (s["box"][2:] > 0).all()
+    assert s["search_tir"].shape == (3, 128, 128)

@@ -67,7 +67,7 @@ def build_clips(sources: tuple[dict, ...] | list[dict]) -> list[Clip]:
 
             if "root" not in src:
                 raise CKDError(f"data source {src} needs a root folder")
-            seqs = open_dataset(kind, src["root"])
+            seqs = open_dataset(kind, src["root"], src.get("split"))
             wanted = src.get("sequences")
             clips += [s for s in seqs if wanted is None or s.name in set(wanted)]
         else:
