@@ -19,14 +19,15 @@ def make_backend(kind: str, source: str | Path | None, threads: int | None = Non
     """A tracker backend.
 
     kind: "torch" (source = checkpoint or None for the demo student), "onnxruntime" (source = a folder
-    from `ckd export`/`ckd quantize`), or "auto": ONNX Runtime for an export folder when no GPU is
-    present, torch otherwise. TensorRT engines are built and run by `edge.trt`, not here.
+    from `ckd export`/`ckd quantize`), or "auto": ONNX Runtime for an export folder, torch for a checkpoint.
+    ONNX Runtime is the embedded default where there is no GPU (`has_cuda()`); with a GPU, export folders
+    are built into TensorRT engines and run by `edge.trt`, not here.
     """
     if kind not in KINDS:
         raise CKDError(f"unknown backend {kind!r}; choose from {', '.join(KINDS)}")
     is_export_dir = source is not None and Path(source).is_dir()
     if kind == "auto":
-        kind = "onnxruntime" if is_export_dir and not has_cuda() else "torch"
+        kind = "onnxruntime" if is_export_dir else "torch"
     if kind == "onnxruntime":
         if not is_export_dir:
             raise CKDError(f"{source}: the onnxruntime backend needs a `ckd export`/`ckd quantize` folder")
