@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from ckd.errors import CKDError
@@ -10,17 +9,12 @@ from ckd.errors import CKDError
 KINDS = ("auto", "torch", "onnxruntime")
 
 
-def has_cuda() -> bool:
-    """An NVIDIA GPU is usable (nvidia-smi on PATH or a Jetson release file)."""
-    return shutil.which("nvidia-smi") is not None or Path("/etc/nv_tegra_release").exists()
-
-
 def make_backend(kind: str, source: str | Path | None, threads: int | None = None, precision: str | None = None):
     """A tracker backend.
 
     kind: "torch" (source = checkpoint or None for the demo student), "onnxruntime" (source = a folder
     from `ckd export`/`ckd quantize`), or "auto": ONNX Runtime for an export folder, torch for a checkpoint.
-    ONNX Runtime is the embedded default where there is no GPU (`has_cuda()`); with a GPU, export folders
+    ONNX Runtime is the embedded default where there is no GPU; with a GPU, export folders
     are built into TensorRT engines and run by `edge.trt`, not here.
     """
     if kind not in KINDS:
