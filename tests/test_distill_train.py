@@ -74,6 +74,13 @@ def test_stage2_trains_head_only_and_keeps_backbone(tmp_path):
     log = (tmp_path / "log.csv").read_text().splitlines()
     keeps = {float(r.split(",")[3]) for r in log if ",keep_ratio," in r}
     assert keeps <= set(LADDER) and len(log) > 3
+    # a continued run (`init_from`) starts from the whole trained model, not from a fresh one
+    stages = [{"name": "mce", "steps": 1, "batch_size": 2}]
+    more = config_from_dict(tiny(stages, seed=4, init_from=str(tmp_path / CHECKPOINT)))  # seed 4: other fresh init
+    again = load_model(train(more, tmp_path / "more")).state_dict()
+    assert torch.equal(again["rgb_branch.blocks.0.attn.qkv.weight"], after["rgb_branch.blocks.0.attn.qkv.weight"])
+    head = "box_head.conv5_ctr.weight"
+    assert (again[head] - after[head]).abs().max() < (again[head] - before[head]).abs().max()
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path):
