@@ -42,15 +42,21 @@ def run(args: argparse.Namespace) -> int:
          ["quantize", "--onnx", str(fp32), "--calib", str(calib), "--out", str(int8), "--gate", *threads]),
     ]  # fmt: skip
     for i, (name, done, argv) in enumerate(steps, 1):
-        if done.is_file() and (name != "quantize" or _gate_passed(done)):
+        if done.is_file():
             print(f"[{i}/4] {name}: reusing {done.parent}")
             continue
         print(f"[{i}/4] {name}: ckd {' '.join(argv)}", flush=True)
-        if main(argv) != 0:
+        if main(argv) != 0 and not (name == "quantize" and done.is_file()):
             raise CKDError(f"demo step '{name}' failed (see above)")
+    gate = int8 / "fidelity.json"
+    passed, failed = _gate(gate)
+    if not passed:
+        raise CKDError(f"no INT8 rung passed the fidelity gate ({gate}); the demo will not run an unchecked model")
+    if failed:
+        print(f"fidelity gate: INT8 rungs {_csv(failed)} failed (see {gate}); running only {_csv(passed)}")
     uri = f"synthetic://?seed={args.seed}&fps={args.fps:g}&frames={args.frames}"
     argv = ["run", "--rgb", uri, "--tir", uri, "--backend", "onnxruntime", "--model-dir", str(int8),
-            "--target-fps", f"{args.fps:g}", "--out", str(out), *threads]  # fmt: skip
+            "--target-fps", f"{args.fps:g}", "--rungs", _csv(passed), "--out", str(out), *threads]  # fmt: skip
     print(f"[4/4] run: ckd {' '.join(argv)}", flush=True)
     if main(argv) != 0:
         raise CKDError("demo step 'run' failed (see above)")
@@ -61,9 +67,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gate_passed(report) -> bool:
-    """A quantize step counts as done only when its fidelity report has no failing rung."""
+def _gate(report) -> tuple[list[float], list[float]]:
+    """Keep ratios of the INT8 rungs that passed and failed the fidelity gate (from `fidelity.json`)."""
     import json
 
     rungs = json.loads(report.read_text()).get("rungs", [])
-    return bool(rungs) and not any(r.get("failures") for r in rungs)
+    passed = [r["keep_ratio"] for r in rungs if not r.get("failures")]
+    return sorted(passed, reverse=True), sorted((r["keep_ratio"] for r in rungs if r.get("failures")), reverse=True)
+
+
+def _csv(values: list[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
