@@ -25,7 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rgb", required=True, help="RGB sensor URI")
     p.add_argument("--tir", required=True, help="thermal sensor URI")
     add_checkpoint_arg(p)
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="runtime (default torch)")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnxruntime", "tensorrt"],
+        default="auto",
+        help="runtime (default auto: TensorRT for --model-dir with built engines, else ONNX Runtime; torch for a "
+        "checkpoint)",
+    )
     p.add_argument("--model-dir", "--model", dest="model_dir", default=None, help="exported model folder (onnxruntime)")
     p.add_argument("--precision", default=None, help="engine precision for onnxruntime (default: the best exported)")
     p.add_argument("--random-preset", default=None, help="untrained network of a preset (smoke tests only)")
@@ -50,24 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _backend(args: argparse.Namespace):
-    from ckd.errors import CKDError
-
-    if args.backend == "onnxruntime":
-        if not args.model_dir:
-            raise CKDError("--backend onnxruntime needs --model-dir (made by `ckd export`)")
-        from edge.backends.onnxruntime import OrtBackend
-
-        return OrtBackend(args.model_dir, threads=args.threads, precision=args.precision)
-    from ckd.track.torch_backend import TorchBackend
+    from edge.backends import make_backend
 
     if args.random_preset:
         from ckd.model.config import preset
         from ckd.model.network import CKDNet
+        from ckd.track.torch_backend import TorchBackend
 
         return TorchBackend(CKDNet(preset(args.random_preset)).eval(), threads=args.threads)
-    from ckd.model.checkpoint import load_model
+    source = args.model_dir if args.model_dir else args.checkpoint
+    if args.backend in ("onnxruntime", "tensorrt") and not args.model_dir:
+        from ckd.errors import CKDError
 
-    return TorchBackend(load_model(args.checkpoint), threads=args.threads)
+        raise CKDError(f"--backend {args.backend} needs --model-dir (made by `ckd export`)")
+    return make_backend(args.backend, source, threads=args.threads, precision=args.precision)
 
 
 def parse_box(text: str | None) -> tuple[float, float, float, float] | None:

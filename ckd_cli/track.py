@@ -22,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_checkpoint_arg(p)
     p.add_argument("--out", required=True, help="results folder (one <seq>.txt per sequence)")
     p.add_argument(
-        "--backend", choices=["torch", "onnxruntime"], default="torch", help="runtime (default torch)"
+        "--backend",
+        choices=["auto", "torch", "onnxruntime", "tensorrt"],
+        default="auto",
+        help="runtime (default auto: the exported --model-dir on TensorRT/ONNX Runtime, else torch on --checkpoint)",
     )
     p.add_argument("--model-dir", default=None, help="exported model folder (manifest.json) for onnxruntime")
     p.add_argument("--keep-ratio", type=float, default=None, help="CE keep ratio (default: the model's)")
@@ -89,15 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make_backend(args: argparse.Namespace):
-    if args.backend == "onnxruntime":
-        from edge.backends.onnxruntime import OrtBackend
+    from edge.backends import make_backend
 
-        if not args.model_dir:
-            from ckd.errors import CKDError
+    if args.backend in ("onnxruntime", "tensorrt") and not args.model_dir:
+        from ckd.errors import CKDError
 
-            raise CKDError("--backend onnxruntime needs --model-dir (made by `ckd export`)")
-        return OrtBackend(args.model_dir, threads=args.threads)
-    from ckd.model.checkpoint import load_model
-    from ckd.track.torch_backend import TorchBackend
-
-    return TorchBackend(load_model(args.checkpoint), threads=args.threads)
+        raise CKDError(f"--backend {args.backend} needs --model-dir (made by `ckd export`)")
+    return make_backend(args.backend, args.model_dir or args.checkpoint, threads=args.threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import tarfile
 
@@ -10,7 +11,7 @@ import pytest
 from toy_export import toy_export
 
 from ckd.errors import CKDError
-from ckd_cli.main import main
+from ckd_cli.main import build_parser, main
 from edge.deploy.bundle import SUMS_NAME, make_bundle, remote_install_script, verify_sums
 from edge.deploy.flash import flash_commands, write_archive_sum
 from edge.manifest import sha256_file
@@ -62,7 +63,12 @@ def test_bundle_contents(bundle, tmp_path):
     unit = (root / "ckd-tracker.service").read_text()
     assert "Restart=on-failure" in unit
     assert "ExecStartPre=@PREFIX@/venv/bin/ckd build --onnx @PREFIX@/model --int8 @PREFIX@/model-int8 --dla 0" in unit
-    assert "ExecStart=@PREFIX@/venv/bin/ckd run --backend tensorrt --model @PREFIX@/model" in unit
+    # the service's command line is one the real `ckd run` parser accepts
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.removeprefix("ExecStart=").replace("@PREFIX@", "/opt/ckd"))
+    assert argv[0] == "/opt/ckd/venv/bin/ckd"
+    args = build_parser().parse_args(argv[1:])
+    assert (args.command, args.backend, args.model_dir) == ("run", "tensorrt", "/opt/ckd/model")
     info = json.loads((root / "bundle.json").read_text())
     assert info["format"] == "ckd-bundle/1" and info["keep_ratios"] == [0.7, 1.0] and info["int8"]
     sums = dict(reversed(line.split("  ")) for line in (root / SUMS_NAME).read_text().splitlines())

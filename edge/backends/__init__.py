@@ -6,22 +6,29 @@ from pathlib import Path
 
 from ckd.errors import CKDError
 
-KINDS = ("auto", "torch", "onnxruntime")
+KINDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def make_backend(kind: str, source: str | Path | None, threads: int | None = None, precision: str | None = None):
     """A tracker backend.
 
     kind: "torch" (source = checkpoint or None for the demo student), "onnxruntime" (source = a folder
-    from `ckd export`/`ckd quantize`), or "auto": ONNX Runtime for an export folder, torch for a checkpoint.
-    ONNX Runtime is the embedded default where there is no GPU; with a GPU, export folders
-    are built into TensorRT engines and run by `edge.trt`, not here.
+    from `ckd export`/`ckd quantize`), "tensorrt" (source = an export folder whose engines `ckd build` made),
+    or "auto": for an export folder TensorRT when its engines were built on this machine, else ONNX Runtime
+    (the embedded default without a GPU); torch for a checkpoint.
     """
     if kind not in KINDS:
         raise CKDError(f"unknown backend {kind!r}; choose from {', '.join(KINDS)}")
     is_export_dir = source is not None and Path(source).is_dir()
     if kind == "auto":
-        kind = "onnxruntime" if is_export_dir else "torch"
+        built = is_export_dir and (Path(source) / "engines" / "selection.json").is_file()
+        kind = ("tensorrt" if built and _has_tensorrt() else "onnxruntime") if is_export_dir else "torch"
+    if kind == "tensorrt":
+        if not is_export_dir:
+            raise CKDError(f"{source}: the tensorrt backend needs a `ckd export` folder with engines from `ckd build`")
+        from edge.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend.from_export(source)
     if kind == "onnxruntime":
         if not is_export_dir:
             raise CKDError(f"{source}: the onnxruntime backend needs a `ckd export`/`ckd quantize` folder")
@@ -34,3 +41,9 @@ def make_backend(kind: str, source: str | Path | None, threads: int | None = Non
     from ckd.track.torch_backend import TorchBackend
 
     return TorchBackend(load_model(source), threads=threads)
+
+
+def _has_tensorrt() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None

@@ -111,6 +111,12 @@ def _model_tag(checkpoint_sha256: str) -> str:
     return hashlib.sha256(checkpoint_sha256.encode()).hexdigest()[:8]
 
 
+DEFAULT_RUN_ARGS = (
+    "--rgb csi://0 --tir 'v4l2:///dev/video1?format=GRAY16_LE' --backend tensorrt --model-dir @PREFIX@/model "
+    "--out /var/lib/ckd/run"
+)
+
+
 def make_bundle(
     export_dir: str | Path,
     out: str | Path,
@@ -122,8 +128,9 @@ def make_bundle(
 ) -> Path:
     """Pack a bundle to `out` (.tar.gz, written atomically); returns its path.
 
-    `run_args` are the `ckd run` arguments of the service (default: the TensorRT backend on the installed
-    model); `build_args` are extra `ckd build` arguments (e.g. `--precision fp16`).
+    `run_args` are the `ckd run` arguments of the service (default: CSI camera 0 + a 16-bit thermal camera
+    on /dev/video1, the TensorRT backend on the installed model; set the sensors and `--init` for the
+    rig with `ckd flash --run-args`); `build_args` are extra `ckd build` arguments (e.g. `--precision fp16`).
     """
     export = Manifest.load(export_dir)
     if not (export.directory / REFERENCE_NAME).is_file():
@@ -144,7 +151,7 @@ def make_bundle(
             build_wheel(root / "wheels")
         (root / "ckd_config.json").write_text(json.dumps(export.config, indent=2) + "\n")
         (root / "requirements-edge.txt").write_text(REQUIREMENTS_EDGE)
-        run_args = run_args or "--backend tensorrt --model @PREFIX@/model"
+        run_args = run_args or DEFAULT_RUN_ARGS
         unit = SERVICE_UNIT.replace("@BUILD_ARGS@", build_args).replace("@RUN_ARGS@", run_args)
         (root / SERVICE_NAME).write_text(unit)
         (root / "install.sh").write_text(INSTALL_SH)
