@@ -39,7 +39,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 bench: venv
-	$(CKD) bench --keep-ratios 1.0,0.7 --backends torch,onnxruntime --precisions fp32,int8 \
+	$(CKD) bench --keep-ratios 1.0,0.7 --backends torch,onnxruntime --precisions fp32,int8 --peers \
 		--json out/bench/bench.json --markdown out/bench/bench.md --plot out/bench/bench.png
 
 clean:
