@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from ckd.distill.config import config_from_dict, load_config
+from ckd.distill.config import Augment, config_from_dict, load_config
 from ckd.distill.data import SampleSpec, box_in_crop, build_clips, make_sample
 from ckd.distill.model import DistillModel, layer_map
 from ckd.distill.train import CHECKPOINT, train
@@ -189,7 +189,9 @@ class _Clip:
 
 
 def test_sample_without_jitter_centres_the_box_in_the_crop():
-    spec = SampleSpec(64, 128, search_center_jitter=0, search_scale_jitter=0, flip_prob=0, grayscale_prob=0)
+    spec = SampleSpec(
+        64, 128, augment=Augment(search_center_jitter=0, search_scale_jitter=0, flip_prob=0, grayscale_prob=0)
+    )
     s = make_sample([_Clip()], 5, 0, spec)
     # side = ceil(40 * 4) = 160 -> resize 0.8 -> 32 px of 128 = 0.25; centre (128 - 1) / 2 = 63.5 px
     assert s["box"] == pytest.approx([(63.5 - 16) / 128, (63.5 - 16) / 128, 0.25, 0.25], abs=1e-6)

@@ -12,6 +12,20 @@ from ckd.model.config import LADDER, CKDConfig, preset
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Pair sampling and augmentation; defaults are the official OSTrack values."""
+
+    max_gap: int = 200
+    search_center_jitter: float = 3.0
+    search_scale_jitter: float = 0.25
+    template_center_jitter: float = 0.0
+    template_scale_jitter: float = 0.0
+    grayscale_prob: float = 0.05
+    flip_prob: float = 0.5
+    brightness: float = 0.2
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """One training stage. Defaults are the official stage-1 (CKD) recipe."""
 
@@ -40,15 +54,7 @@ class DistillConfig:
     teacher_init: str | None = None  # kit checkpoint of pretrained teachers (a training checkpoint)
     init_from: str | None = None  # continue from a previous run's checkpoint.pt (whole training model)
     loss_weights: dict = field(default_factory=dict)  # override giou/l1/focal/style/content/teacher
-    # sampling and augmentation (official OSTrack values)
-    max_gap: int = 200
-    search_center_jitter: float = 3.0
-    search_scale_jitter: float = 0.25
-    template_center_jitter: float = 0.0
-    template_scale_jitter: float = 0.0
-    grayscale_prob: float = 0.05
-    flip_prob: float = 0.5
-    brightness: float = 0.2
+    augment: Augment = field(default_factory=Augment)
     drop_path: float = 0.1
     seed: int = 0
     ckpt_every: int = 1000
@@ -76,12 +82,17 @@ def _model_config(value, what: str, drop_path: float) -> CKDConfig:
     return CKDConfig.from_dict(base)
 
 
-def _stage(d: dict) -> StageConfig:
-    known = {f.name for f in dataclasses.fields(StageConfig)}
-    unknown = sorted(set(d) - known)
+def _check_keys(d: dict, cls: type, what: str) -> dict:
+    if not isinstance(d, dict):
+        raise CKDError(f"distill config: {what} must be a mapping, got {d!r}")
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
-        raise CKDError(f"distill config: unknown stage keys {', '.join(unknown)}")
-    d = dict(d)
+        raise CKDError(f"distill config: unknown {what} keys {', '.join(unknown)}")
+    return dict(d)
+
+
+def _stage(d: dict) -> StageConfig:
+    d = _check_keys(d, StageConfig, "stage")
     if d.get("name", "ckd") not in ("teacher", "ckd", "mce"):
         raise CKDError(f"distill config: stage name must be teacher, ckd or mce, got {d['name']!r}")
     if d.get("keep_ratios") == "ladder" or (d.get("name") == "mce" and "keep_ratios" not in d):
@@ -92,16 +103,14 @@ def _stage(d: dict) -> StageConfig:
 
 
 def config_from_dict(d: dict) -> DistillConfig:
-    known = {f.name for f in dataclasses.fields(DistillConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise CKDError(f"distill config: unknown keys {', '.join(unknown)}")
-    d = dict(d)
+    d = _check_keys(d, DistillConfig, "top-level")
     drop_path = float(d.get("drop_path", 0.1))
     d["student"] = _model_config(d.get("student", "base"), "student", drop_path)
     d["teacher"] = _model_config(d.get("teacher", "base"), "teacher", drop_path)
     if "stages" in d:
         d["stages"] = tuple(_stage(s) for s in d["stages"])
+    if "augment" in d:
+        d["augment"] = Augment(**_check_keys(d["augment"], Augment, "augment"))
     if "data" in d:
         d["data"] = tuple(dict(s) for s in d["data"])
     return DistillConfig(**d)

@@ -12,12 +12,13 @@ Sources: the synthetic generator in memory (`{"kind": "synthetic", ...}`) or any
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from ckd.distill.config import Augment
 from ckd.errors import CKDError
 from ckd.track.crop import IMAGENET_MEAN, IMAGENET_STD, crop_into
 
@@ -79,18 +80,13 @@ def build_clips(sources: tuple[dict, ...] | list[dict]) -> list[Clip]:
 
 @dataclass(frozen=True)
 class SampleSpec:
+    """Crop geometry of the network plus the sampling/augmentation settings."""
+
     template_size: int = 128
     search_size: int = 256
     template_factor: float = 2.0
     search_factor: float = 4.0
-    max_gap: int = 200
-    search_center_jitter: float = 3.0
-    search_scale_jitter: float = 0.25
-    template_center_jitter: float = 0.0
-    template_scale_jitter: float = 0.0
-    grayscale_prob: float = 0.05
-    flip_prob: float = 0.5
-    brightness: float = 0.2
+    augment: Augment = field(default_factory=Augment)
 
 
 def jitter_box(box: np.ndarray, rng: np.random.Generator, center: float, scale: float) -> np.ndarray:
@@ -128,14 +124,15 @@ def _to_chw(img: np.ndarray) -> np.ndarray:
 def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> dict[str, np.ndarray]:
     """One training sample (normalised CHW crops + search box in crop units), determined by (seed, index)."""
     rng = np.random.default_rng((seed, index))
+    aug = spec.augment
     for _ in range(20):
         clip = clips[int(rng.integers(len(clips)))]
-        frames = _pick_frames(clip.gt, rng, spec.max_gap)
+        frames = _pick_frames(clip.gt, rng, aug.max_gap)
         if frames is None:
             continue
         ti, si = frames
-        t_box = jitter_box(clip.gt[ti], rng, spec.template_center_jitter, spec.template_scale_jitter)
-        s_box = jitter_box(clip.gt[si], rng, spec.search_center_jitter, spec.search_scale_jitter)
+        t_box = jitter_box(clip.gt[ti], rng, aug.template_center_jitter, aug.template_scale_jitter)
+        s_box = jitter_box(clip.gt[si], rng, aug.search_center_jitter, aug.search_scale_jitter)
         if np.prod(t_box[2:]) < 1 or np.prod(s_box[2:]) < 1:
             continue
         ts, ss = spec.template_size, spec.search_size
@@ -154,11 +151,11 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
         centre = gt[:2] + gt[2:] / 2
         if not (0 <= centre[0] < 1 and 0 <= centre[1] < 1):
             continue
-        return _augment(crops, gt, rng, spec)
+        return _augment(crops, gt, rng, aug)
     raise CKDError("could not draw a valid training sample in 20 tries (are the sequences' boxes valid?)")
 
 
-def _augment(crops: dict, gt: np.ndarray, rng: np.random.Generator, spec: SampleSpec) -> dict[str, np.ndarray]:
+def _augment(crops: dict, gt: np.ndarray, rng: np.random.Generator, spec: Augment) -> dict[str, np.ndarray]:
     """Joint horizontal flip, grayscale on RGB, brightness factor on every image (pytracking ToTensorAndJitter)."""
     flip = rng.random() < spec.flip_prob
     gray = rng.random() < spec.grayscale_prob

@@ -29,16 +29,6 @@ from ckd.errors import CKDError
 from ckd.model.checkpoint import save_model
 from ckd.model.network import CKDNet
 
-AUGMENT_KEYS = (
-    "max_gap",
-    "search_center_jitter",
-    "search_scale_jitter",
-    "template_center_jitter",
-    "template_scale_jitter",
-    "grayscale_prob",
-    "flip_prob",
-    "brightness",
-)
 CHECKPOINT = "checkpoint.pt"
 STUDENT = "student.safetensors"
 
@@ -207,7 +197,7 @@ def _train(cfg: DistillConfig, out: Path, resume: bool) -> Path:
         search_size=s.search_size,
         template_factor=s.template_factor,
         search_factor=s.search_factor,
-        **{k: getattr(cfg, k) for k in AUGMENT_KEYS},
+        augment=cfg.augment,
     )
     logger = Logger(out, cfg.tensorboard, global_step) if rank == 0 else None
     if rank == 0 and not resume:
