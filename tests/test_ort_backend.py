@@ -117,3 +117,15 @@ def test_iobinding_allocates_nothing_per_frame(tmp_path):
     sess = ort.InferenceSession(str(out / "ckd_k0.70.onnx"), providers=["CPUExecutionProvider"])
     a, c = sess.run(None, bufs), sess.run(None, bufs)
     assert a[0].ctypes.data != c[0].ctypes.data
+
+
+def test_spinning_backend_gives_the_same_outputs(exported):
+    _, out = exported
+    plain, spin = OrtBackend(out, threads=2), OrtBackend(out, threads=2, spin=True)
+    _fill(plain, 3)
+    _fill(spin, 3)
+    for r in (1.0, 0.7):
+        ref = {k: v.copy() for k, v in plain.run(plain.input_buffers(), keep_ratio=r).items()}
+        got = spin.run(spin.input_buffers(), keep_ratio=r)
+        for k in ref:
+            np.testing.assert_array_equal(got[k], ref[k])

@@ -1,0 +1,116 @@
+"""The model's own matrix products, shape by shape, and the time ONNX Runtime's kernels need for them alone.
+
+`roofline.count_macs` divides the whole model's operations by one GEMM rate measured on a large square-ish
+shape. Real layers are smaller (160-320 tokens), and the precision policy keeps the attention core in FP32,
+so `policy_floor` times every distinct product of the graph with the kernel the INT8 graph really runs
+(QLinearMatMul u8 x s8 -> u8 with per-channel weight scales, or an FP32 batched MatMul for q@k^T / attn@v
+and the head's output convolutions) and adds them up. Nothing but matrix products is counted: it is a
+lower bound on the INT8 graph's time on this machine, not an estimate of it.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+
+from ckd.model.config import CKDConfig
+from edge.bench.roofline import _best_rate
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """`count` products of (batch x m x k) @ (batch x k x n), run in `precision` ("int8" or "fp32")."""
+
+    batch: int
+    m: int
+    k: int
+    n: int
+    precision: str
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.k * self.n
+
+
+def gemm_shapes(cfg: CKDConfig, keep_ratio: float | None = None) -> dict[Gemm, int]:
+    """Every matrix product of one forward pass at a keep ratio -> how many times it runs (both branches).
+
+    Precision follows `quantize.policy`: linear layers and head convolutions INT8; q@k^T, attn@v and the
+    head's final 1x1 output convolutions FP32. Convolutions appear as their im2col GEMMs.
+    """
+    c, nt, d = cfg.embed_dim, cfg.num_template_tokens, cfg.embed_dim // cfg.num_heads
+    hidden, heads = int(cfg.embed_dim * cfg.mlp_ratio), cfg.num_heads
+    kept = dict(zip(cfg.ce_loc, cfg.kept_tokens(keep_ratio), strict=True))
+    out: collections.Counter[Gemm] = collections.Counter()
+    patch = 3 * cfg.patch_size**2
+    ns = cfg.num_search_tokens
+    branch = collections.Counter([Gemm(1, nt, patch, c, "int8"), Gemm(1, ns, patch, c, "int8")])
+    for i in range(cfg.depth):
+        n = nt + ns
+        branch.update([Gemm(1, n, c, 3 * c, "int8"), Gemm(1, n, c, c, "int8")])
+        branch.update([Gemm(heads, n, d, n, "fp32"), Gemm(heads, n, n, d, "fp32")])
+        ns = kept.get(i, ns)
+        branch.update([Gemm(1, nt + ns, c, hidden, "int8"), Gemm(1, nt + ns, hidden, c, "int8")])
+    for g, count in branch.items():
+        out[g] += 2 * count
+    f2, hc = cfg.feat_size**2, cfg.head_channels
+    widths = [2 * c, hc, hc // 2, hc // 4, hc // 8]
+    for towers_out in (1, 2, 2):  # ctr, offset, size towers
+        for j in range(4):
+            out[Gemm(1, f2, 9 * widths[j], widths[j + 1], "int8")] += 1
+        out[Gemm(1, f2, widths[4], towers_out, "fp32")] += 1
+    return dict(out)
+
+
+def _session(g: Gemm, threads: int | None):
+    """An ONNX Runtime session of one product with the kernel the quantized graph uses for it."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if g.precision == "int8":
+        inits = [
+            numpy_helper.from_array(rng.integers(-127, 128, (g.k, g.n), dtype=np.int8), "B"),
+            numpy_helper.from_array(np.array(0.02, np.float32), "a_s"),
+            numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
+            numpy_helper.from_array(rng.uniform(0.001, 0.01, g.n).astype(np.float32), "b_s"),
+            numpy_helper.from_array(np.zeros(g.n, np.int8), "b_zp"),
+            numpy_helper.from_array(np.array(0.5, np.float32), "y_s"),
+            numpy_helper.from_array(np.array(128, np.uint8), "y_zp"),
+        ]
+        names = ["A", "a_s", "a_zp", "B", "b_s", "b_zp", "y_s", "y_zp"]
+        node, a_type, y_type = helper.make_node("QLinearMatMul", names, ["Y"]), TensorProto.UINT8, TensorProto.UINT8
+        shape_b = None
+    else:
+        inits = []
+        node, a_type, y_type = helper.make_node("MatMul", ["A", "B"], ["Y"]), TensorProto.FLOAT, TensorProto.FLOAT
+        shape_b = [g.batch, g.k, g.n]
+    inputs = [helper.make_tensor_value_info("A", a_type, [g.batch, g.m, g.k])]
+    if shape_b:  # both operands are activations (q@k^T, attn@v): B is an input too
+        inputs.append(helper.make_tensor_value_info("B", TensorProto.FLOAT, shape_b))
+    graph = helper.make_graph([node], "gemm", inputs, [helper.make_tensor_value_info("Y", y_type, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    if g.precision == "int8":
+        feeds = {"A": rng.integers(0, 256, (g.batch, g.m, g.k), dtype=np.uint8)}
+    else:
+        feeds = {"A": rng.standard_normal((g.batch, g.m, g.k), dtype=np.float32)}
+        feeds["B"] = rng.standard_normal((g.batch, g.k, g.n), dtype=np.float32)
+    return sess, feeds
+
+
+def policy_floor(
+    cfg: CKDConfig, keep_ratio: float | None = None, threads: int | None = None, seconds: float = 0.2
+) -> dict[str, float]:
+    """Milliseconds the model's products need on their own (each shape at its measured best rate), by precision."""
+    ms = {"int8": 0.0, "fp32": 0.0}
+    for g, count in gemm_shapes(cfg, keep_ratio).items():
+        sess, feeds = _session(g, threads)
+        gops = _best_rate(lambda s=sess, f=feeds: s.run(None, f), 2.0 * g.macs, seconds)
+        ms[g.precision] += count * 2.0 * g.macs / gops / 1e6
+    return {"int8_ms": ms["int8"], "fp32_ms": ms["fp32"], "total_ms": ms["int8"] + ms["fp32"]}
