@@ -32,7 +32,7 @@ def _prepare(args) -> tuple[object, Path, Path]:
     from ckd.model.config import preset
     from ckd.model.network import CKDNet
     from edge.backends.onnxruntime import OrtBackend
-    from edge.export import export_rungs
+    from edge.export import EXPORT_REVISION, export_rungs
     from edge.int8 import quantize_export
     from edge.manifest import Manifest
 
@@ -41,7 +41,7 @@ def _prepare(args) -> tuple[object, Path, Path]:
     else:
         torch.manual_seed(args.seed)
         model, source = CKDNet(preset(args.preset)).eval(), f"random:{args.preset}:{args.seed}"
-    work = Path(args.work).expanduser() / source.replace(":", "_")[:40]
+    work = Path(args.work).expanduser() / f"{source.replace(':', '_')[:40]}-r{EXPORT_REVISION}"
     fp32, calib, int8 = work / "fp32", work / "calib", work / "int8"
     try:
         Manifest.load(fp32)
@@ -160,7 +160,7 @@ def main() -> int:
     floor_ms = gops / rate * 1e3
     int8_07, int8_07_p10 = rows["ort int8 @0.70"]["model_ms"], rows["ort int8 @0.70"]["model_p10_ms"]
     ops = optimized_ops(int8_dir / "ckd_k0.70_int8.onnx")
-    int8_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "MatMulInteger", "ConvInteger"))}
+    int8_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "QGemm", "MatMulInteger", "ConvInteger"))}
     print(f"\nINT8 floor @0.70: {gops:.1f} GOP / {rate:.1f} GOP/s (measured ORT MatMulInteger) = {floor_ms:.1f} ms")
     print(f"ORT INT8 @0.70 model time / floor: median {int8_07 / floor_ms:.2f}x, p10 {int8_07_p10 / floor_ms:.2f}x")
     spin_07 = rows["ort int8 spin @0.70"]["model_ms"]

@@ -140,7 +140,7 @@ def fidelity(
 
 def optimized_ops(path: str | Path) -> dict[str, int]:
     """Operator histogram of a graph after ONNX Runtime's CPU graph optimisation (level ALL): shows whether
-    Q/DQ MatMuls became int8 kernels (QLinearMatMul, MatMulIntegerToFloat, QLinearConv, ...)."""
+    Q/DQ GEMMs became int8 kernels (QGemm, QLinearMatMul, QLinearConv, ...)."""
     import tempfile
     from collections import Counter
 

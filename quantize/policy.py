@@ -1,8 +1,10 @@
 """The INT8 precision policy for the CKD ViTs: which nodes stay in floating point, as a list of rules.
 
 Only weight-bearing GEMMs (`QUANTIZE_OPS`: the patch-embedding and head convolutions, the qkv / proj /
-fc1 / fc2 linear layers) become INT8 with per-channel weights. Everything that follows is kept float
-(FP32 in ONNX Runtime, FP16/FP32 in TensorRT), each rule naming its reason:
+fc1 / fc2 linear layers, exported as `Gemm` with their bias) become INT8 with per-channel weights. The
+linear layers' outputs are not re-quantized (`FLOAT_OUTPUT_OPS`): ONNX Runtime then runs product, bias and
+dequantization as one `QGemm` kernel. Everything that follows is kept float (FP32 in ONNX Runtime,
+FP16/FP32 in TensorRT), each rule naming its reason:
 
 - LayerNorm: a reduction over channels with outlier channels; INT8 ranges clip them.
 - Softmax and the attention core (`q @ k^T`, `attn @ v`): activation x activation products with
@@ -21,7 +23,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-QUANTIZE_OPS = ("Conv", "MatMul")
+QUANTIZE_OPS = ("Conv", "MatMul", "Gemm")
+FLOAT_OUTPUT_OPS = ("Gemm",)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from calibration.readers import modelopt_arrays, ort_reader
 from calibration.store import CalibrationSet
 from ckd.errors import CKDError
-from quantize.policy import QUANTIZE_OPS, excluded_nodes
+from quantize.policy import FLOAT_OUTPUT_OPS, QUANTIZE_OPS, excluded_nodes
 
 METHODS = ("minmax", "percentile", "entropy")
 
@@ -52,6 +52,7 @@ def quantize_ort(src: Path, dst: Path, cal: CalibrationSet, method: str = "perce
         raise CKDError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
     exclude = excluded_nodes(onnx.load(str(src)))
     extra = {"CalibPercentile": 99.99, "ActivationSymmetric": False, "WeightSymmetric": True}
+    extra["OpTypesToExcludeOutputQuantization"] = list(FLOAT_OUTPUT_OPS)
     # Not CalibMaxIntermediateOutputs: ORT 1.32's MinMax calibrator clears the batch without folding it in.
     # Calibration memory therefore grows with the sample count (~0.3 GB per sample for the base model).
     with warnings.catch_warnings(), _quiet():

@@ -31,6 +31,13 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
+def linear_2d(layer: nn.Linear, x: Tensor) -> Tensor:
+    """`layer` on (B, N, C) tokens as one 2-D product: the same math, but ONNX export then writes a single `Gemm`
+    with its bias, which INT8 runtimes run as one fused kernel (ONNX Runtime `QGemm`: product, bias and
+    dequantization in one pass) instead of MatMul + DequantizeLinear + Add."""
+    return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], layer.out_features)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -42,11 +49,11 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return the projected output and the attention probabilities (B, heads, N, N)."""
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = linear_2d(self.qkv, x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(b, n, c)
-        return self.proj(out), attn
+        return linear_2d(self.proj, out), attn
 
 
 class Mlp(nn.Module):
@@ -57,7 +64,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return linear_2d(self.fc2, self.act(linear_2d(self.fc1, x)))
 
 
 class Block(nn.Module):

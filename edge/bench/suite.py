@@ -64,9 +64,10 @@ def weights_sha256(net) -> str:
 
 def _export_dir(spec: Spec, model: Model, precision: str, progress: bool) -> Path:
     """An export folder for the model's rungs at `precision`, reused from the cache when its manifest matches."""
+    from edge.export import EXPORT_REVISION
     from edge.manifest import Manifest
 
-    folder = spec.cache_dir / f"{model.label}-{model.sha256[:12]}" / precision
+    folder = spec.cache_dir / f"{model.label}-{model.sha256[:12]}-r{EXPORT_REVISION}" / precision
     want = {round(r, 4) for r in spec.keep_ratios}
     try:
         m = Manifest.load(folder)
