@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("fidelity gate")
     g.add_argument("--gate", action="store_true", help="run the FP32-vs-INT8 fidelity gate after quantizing")
-    add_clip_args(g, "eval-", sequences=4, length=60, seed=1000)  # seed distinct from calibration's: held out
+    # Seed distinct from calibration's (held out). 8 x 80 frames: with 4 x 60 one tracker drifting on one clip
+    # moved the success AUC by several points either way.
+    add_clip_args(g, "eval-", sequences=8, length=80, seed=1000)
     g.add_argument("--min-iou", type=float, default=0.9, help="min median FP32/INT8 IoU agreement (default 0.9)")
     g.add_argument("--max-auc-drop", type=float, default=1.0, help="max success-AUC drop in points (default 1.0)")
     g.add_argument(
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "rungs": [r.to_dict() for r in results],
     }
     path = Path(args.report) if args.report else Path(args.out) / "fidelity.json"
-    write_text_atomic(path, json.dumps(report, indent=2, allow_nan=True) + "\n")
+    write_text_atomic(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
     print(f"wrote {path}")
     worst = worst_rung(results)
     if worst:

@@ -75,13 +75,15 @@ class RungFidelity:
 
     @property
     def auc_drop_points(self) -> float:
-        return 100.0 * (self.auc_fp32 - self.auc_int8) if np.isfinite(self.auc_fp32 - self.auc_int8) else 0.0
+        """FP32 minus INT8 success AUC in points; NaN without ground truth (the AUC limit then cannot fail)."""
+        return 100.0 * (self.auc_fp32 - self.auc_int8)
 
     def to_dict(self) -> dict:
+        """Plain JSON types; figures that cannot be computed (no ground truth, no frames) are None."""
         d = asdict(self)
         d["auc_drop_points"] = self.auc_drop_points
         d["precision_delta_points"] = 100.0 * (self.precision_int8 - self.precision_fp32)
-        return d
+        return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in d.items()}
 
 
 def rung_fidelity(
@@ -127,4 +129,4 @@ def rung_fidelity(
 def worst_rung(results: list[RungFidelity]) -> RungFidelity | None:
     """The failing rung with the lowest IoU agreement, or None when every rung passes."""
     failed = [r for r in results if r.failures]
-    return min(failed, key=lambda r: (r.iou_agreement_median, -r.auc_drop_points)) if failed else None
+    return min(failed, key=lambda r: (r.iou_agreement_median, -np.nan_to_num(r.auc_drop_points))) if failed else None
