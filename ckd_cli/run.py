@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default=None, help="engine precision for onnxruntime (default: the best exported)")
     p.add_argument("--random-preset", default=None, help="untrained network of a preset (smoke tests only)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
+    p.add_argument(
+        "--spin",
+        action="store_true",
+        help="ONNX Runtime: let pool threads spin while a frame is inferred (faster on big models; they stop "
+        "spinning between frames)",
+    )
     p.add_argument("--target-fps", type=float, default=30.0, help="frame rate to hold (default 30)")
     p.add_argument(
         "--rungs", type=float_list("--rungs"), default=None, help="keep-ratio ladder (default: the backend's)"
@@ -69,7 +75,7 @@ def _backend(args: argparse.Namespace):
         from ckd.errors import CKDError
 
         raise CKDError(f"--backend {args.backend} needs --model-dir (made by `ckd export`)")
-    return make_backend(args.backend, source, threads=args.threads, precision=args.precision)
+    return make_backend(args.backend, source, threads=args.threads, precision=args.precision, spin=args.spin)
 
 
 def parse_box(text: str | None) -> tuple[float, float, float, float] | None:

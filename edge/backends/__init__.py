@@ -9,13 +9,15 @@ from ckd.errors import CKDError
 KINDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
-def make_backend(kind: str, source: str | Path | None, threads: int | None = None, precision: str | None = None):
+def make_backend(
+    kind: str, source: str | Path | None, threads: int | None = None, precision: str | None = None, spin: bool = False
+):
     """A tracker backend.
 
     kind: "torch" (source = checkpoint or None for the demo student), "onnxruntime" (source = a folder
     from `ckd export`/`ckd quantize`), "tensorrt" (source = an export folder whose engines `ckd build` made),
     or "auto": for an export folder TensorRT when its engines were built on this machine, else ONNX Runtime
-    (the embedded default without a GPU); torch for a checkpoint.
+    (the embedded default without a GPU); torch for a checkpoint. `spin`: ONNX Runtime threads spin during a run.
     """
     if kind not in KINDS:
         raise CKDError(f"unknown backend {kind!r}; choose from {', '.join(KINDS)}")
@@ -34,7 +36,7 @@ def make_backend(kind: str, source: str | Path | None, threads: int | None = Non
             raise CKDError(f"{source}: the onnxruntime backend needs a `ckd export`/`ckd quantize` folder")
         from edge.backends.onnxruntime import OrtBackend
 
-        return OrtBackend(source, threads=threads, precision=precision)
+        return OrtBackend(source, threads=threads, precision=precision, spin=spin)
     if is_export_dir:
         raise CKDError(f"{source}: the torch backend needs a checkpoint file, not an export folder")
     from ckd.model.checkpoint import load_model
