@@ -165,9 +165,9 @@ def main() -> int:
     print(f"ORT INT8 @0.70 model time / floor: median {int8_07 / floor_ms:.2f}x, p10 {int8_07_p10 / floor_ms:.2f}x")
     spin_07 = rows["ort int8 spin @0.70"]["model_ms"]
     print(f"ORT INT8 spin @0.70 model time / floor: median {spin_07 / floor_ms:.2f}x")
-    pf = policy_floor(model.cfg, 0.7, threads=args.threads)
+    pf = min((policy_floor(model.cfg, 0.7, threads=args.threads) for _ in range(2)), key=lambda f: f["total_ms"])
     print(
-        f"matrix products alone @0.70, each shape at its measured best rate (QLinearMatMul INT8, FP32 attention core):"
+        f"matrix products alone @0.70, each shape at its measured best rate (QGemm INT8, FP32 attention core):"
         f" {pf['total_ms']:.1f} ms = int8 {pf['int8_ms']:.1f} + fp32 {pf['fp32_ms']:.1f}"
         f" = {pf['total_ms'] / floor_ms:.2f}x floor; a 1.3x target leaves {1.3 * floor_ms - pf['total_ms']:.1f} ms"
         f" for everything else (LayerNorm, GELU, Softmax, Q/DQ, adds, token elimination)"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ckd.model.config import preset
-from edge.bench.gemm_floor import Gemm, _session, gemm_shapes, policy_floor
+from edge.bench.gemm_floor import Gemm, _bound, _session, gemm_shapes, policy_floor
 from edge.bench.roofline import count_macs
 
 
@@ -29,16 +29,21 @@ def test_base_first_block_shapes():
 
 def test_probes_compute_their_products():
     rng = np.random.default_rng(0)
-    sess, feeds = _session(Gemm(2, 5, 7, 3, "fp32"), threads=1)
-    np.testing.assert_allclose(sess.run(None, feeds)[0], feeds["A"] @ feeds["B"], rtol=1e-5)
-    sess, feeds = _session(Gemm(1, 4, 8, 6, "int8"), threads=1)
-    y = sess.run(None, feeds)[0]
+    g = Gemm(2, 5, 7, 3, "fp32")
+    sess, feeds = _session(g, threads=1)
+    run, y = _bound(sess, feeds, g)
+    run()
+    np.testing.assert_allclose(y, feeds["A"] @ feeds["B"], rtol=1e-5)
+    g = Gemm(1, 4, 8, 6, "int8")
+    sess, feeds = _session(g, threads=1)
+    run, y = _bound(sess, feeds, g)
+    run()
     weights = rng.integers(-127, 128, (8, 6), dtype=np.int8)  # same seed and order as the probe
     scales = rng.uniform(0.001, 0.01, 6).astype(np.float32)
-    real = ((feeds["A"].astype(np.int32) - 128) @ weights.astype(np.int32)) * 0.02 * scales
-    expect = np.clip(np.rint(real / 0.5) + 128, 0, 255)
-    assert y.dtype == np.uint8
-    np.testing.assert_allclose(y, expect, atol=1)
+    bias = rng.integers(-1000, 1000, 6, dtype=np.int32)
+    acc = (feeds["A"].astype(np.int32) - 128) @ weights.astype(np.int32) + bias
+    assert y.dtype == np.float32 and np.abs(acc).max() > 1000  # a product, not just the bias
+    np.testing.assert_allclose(y, acc * 0.02 * scales, rtol=1e-5)
 
 
 def test_policy_floor_sums_its_parts():
