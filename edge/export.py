@@ -72,32 +72,31 @@ def export_graph(model, keep_ratio: float, path: str | Path, opset: int = OPSET)
             output_names=list(OUTPUT_NAMES),
             do_constant_folding=True,
         )
-        _unshare_initializers(tmp)
-        check_onnx(tmp, name=Path(path).name)
+        graph = check_onnx(tmp, name=Path(path).name)
+        if _unshare_initializers(graph):
+            import onnx
+
+            onnx.save(graph, str(tmp))
     return Path(path)
 
 
-def _unshare_initializers(path: Path) -> None:
+def _unshare_initializers(model) -> bool:
     """Give every layer its own weight tensors again.
 
     The exporter stores equal initializers once and feeds the other users through `Identity` nodes (a fresh
     model's zero biases and unit LayerNorm gains are all equal). A bias behind an `Identity` is not a constant
     to the quantizer, which then cannot fold it into the INT8 GEMM; so each Identity of an initializer becomes
-    a copy of it under the Identity's output name.
+    a copy of it under the Identity's output name. Edits `model` (an `onnx.ModelProto`) in place; True if it did.
     """
-    import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(path))
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     shared = [n for n in graph.node if n.op_type == "Identity" and n.input[0] in inits]
-    if not shared:
-        return
     for node in shared:
         graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[node.input[0]]), node.output[0]))
         graph.node.remove(node)
-    onnx.save(model, str(path))
+    return bool(shared)
 
 
 def check_onnx(path: str | Path, name: str | None = None):

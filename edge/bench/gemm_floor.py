@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ckd.model.config import CKDConfig
-from edge.bench.roofline import _best_rate
+from edge.bench.roofline import _best_rate, probe_session
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,6 @@ def gemm_shapes(cfg: CKDConfig, keep_ratio: float | None = None) -> dict[Gemm, i
 
 def _session(g: Gemm, threads: int | None):
     """An ONNX Runtime session of one product with the kernel the quantized graph uses for it."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -92,11 +91,7 @@ def _session(g: Gemm, threads: int | None):
         inputs.append(helper.make_tensor_value_info("B", TensorProto.FLOAT, shape_b))
     graph = helper.make_graph([node], "gemm", inputs, [helper.make_tensor_value_info("Y", y_type, None)], inits)
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
-    model = helper.make_model(graph, opset_imports=opsets)
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = probe_session(helper.make_model(graph, opset_imports=opsets), threads)
     if g.precision == "int8":
         feeds = {"A": rng.integers(0, 256, a_shape, dtype=np.uint8)}
     else:

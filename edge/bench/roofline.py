@@ -96,8 +96,17 @@ def torch_fp32_gflops(m: int = 512, k: int = 768, n: int = 3072, seconds: float 
     return _best_rate(lambda: torch.matmul(a, b, out=out), 2.0 * m * k * n, seconds)
 
 
-def _ort_matmul_session(m: int, k: int, n: int, int8: bool, threads: int | None):
+def probe_session(model, threads: int | None):
+    """An ONNX Runtime CPU session of a one-node probe graph (`onnx.ModelProto`) with `threads` intra-op threads."""
     import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_matmul_session(m: int, k: int, n: int, int8: bool, threads: int | None):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -117,11 +126,7 @@ def _ort_matmul_session(m: int, k: int, n: int, int8: bool, threads: int | None)
         [helper.make_tensor_value_info("Y", y_type, [m, n])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = probe_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), threads)
     a = rng.integers(0, 256, (m, k), dtype=np.uint8) if int8 else rng.standard_normal((m, k), dtype=np.float32)
     return sess, a
 
