@@ -191,4 +191,12 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    from ckd.errors import CKDError
+
+    try:
+        raise SystemExit(main())
+    except CKDError as exc:
+        print(f"int8_speed: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
