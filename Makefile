@@ -8,7 +8,9 @@ GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
 	libgirepository1.0-dev libcairo2-dev pkg-config
 
-.PHONY: venv sysdeps demo test lint bench clean
+LOCK := requirements.lock
+
+.PHONY: venv sysdeps demo test lint bench lock clean
 
 # GStreamer comes from the OS (as JetPack ships it). As root we install it; otherwise we print the command.
 sysdeps:
@@ -18,12 +20,13 @@ sysdeps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GST_DEBS); \
 	else echo "sysdeps: GStreamer missing; run: sudo apt-get install -y $(GST_DEBS)"; exit 1; fi
 
-$(VENV)/.installed: pyproject.toml
+# Installs come from the lock: the exact versions the test suite passed with.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(MAKE) sysdeps
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,gst]"
+	$(PY) -m pip install -q -c $(LOCK) pip
+	$(PY) -m pip install -q -c $(LOCK) torch==2.13.0
+	$(PY) -m pip install -q -c $(LOCK) -e ".[dev,gst]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -42,5 +45,19 @@ bench: venv
 	$(CKD) bench --keep-ratios 1.0,0.7 --backends torch,onnxruntime --precisions fp32,int8 --peers \
 		--json out/bench/bench.json --markdown out/bench/bench.md --plot out/bench/bench.png
 
+# Re-resolve every dependency to the newest release pyproject.toml allows, in a scratch venv, and rewrite the
+# lock. Upgrades happen only here: run `make test` on the new lock before committing it.
+lock: sysdeps
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q torch==2.13.0
+	.lock-venv/bin/pip install -q -e ".[dev,gst]"
+	{ echo "# Exact versions \`make test\` last passed with (pip constraints; \`make venv\` installs with -c this file)."; \
+	  echo "# Refresh on purpose with \`make lock\`, then run \`make test\` and commit the result."; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^#' | sed 's/+cpu$$//'; } > $(LOCK)
+	rm -rf .lock-venv
+	@echo "lock: $(LOCK) rewritten; now run: make clean test"
+
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) .lock-venv out build *.egg-info

@@ -84,3 +84,61 @@ class ThermalAGC:
     def __call__(self, frame16: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         lo, hi = self.update(frame16)
         return agc(frame16, lo, hi, out=out)
+
+
+# -- the one mapping from a stored thermal frame to what the network sees -------------------------------------
+
+GRAY16, GRAY8, GRAY8_AS_RGB, FALSE_COLOUR = "gray16", "gray8", "gray8-as-3-channel", "false-colour"
+_KIND_TEXT = {
+    GRAY16: "16-bit radiometric counts (per-frame 1-99 % percentile stretch to 8 bits)",
+    GRAY8: "8-bit grey (used as is)",
+    GRAY8_AS_RGB: "8-bit grey stored as 3 equal channels (first channel used)",
+    FALSE_COLOUR: "3-channel false colour (converted to luminance; a palette loses radiometry)",
+}
+
+
+def thermal_kind(frame: np.ndarray) -> str:
+    """What a stored thermal frame is, read from the data: 16-bit, 8-bit grey, 8-bit grey saved as 3 channels
+    (JPEG chroma rounding tolerated: channels within 2 grey levels on a pixel grid), or false colour."""
+    frame = np.asarray(frame)
+    if frame.dtype == np.uint16 and frame.ndim == 2:
+        return GRAY16
+    if frame.dtype == np.uint8 and frame.ndim == 2:
+        return GRAY8
+    if frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3:
+        grid = frame[_STEP // 2 :: _STEP, _STEP // 2 :: _STEP].astype(np.int16)
+        spread = np.abs(grid[..., 1:] - grid[..., :1]).max() if grid.size else 0
+        return GRAY8_AS_RGB if spread <= 2 else FALSE_COLOUR
+    raise TypeError(f"unsupported thermal frame: dtype {frame.dtype}, shape {frame.shape}")
+
+
+def describe_thermal(kind: str) -> str:
+    """One line naming a `thermal_kind` and what the mapping does with it."""
+    return f"thermal: {_KIND_TEXT[kind]}"
+
+
+def thermal_to_8bit(frame: np.ndarray, out: np.ndarray | None = None, kind: str | None = None) -> np.ndarray:
+    """Any stored thermal frame -> HxW uint8, the pixels the network sees (training, calibration, run time).
+
+    16-bit: per-frame nearest-rank 1st/99th percentiles of the subsampled grid, stretched by `agc` (stateless,
+    so any frame maps the same whether read in order or at random). 8-bit grey: the frame itself (or copied
+    into `out`). Grey saved as 3 channels: channel 0. False colour: luminance (`cv2.COLOR_RGB2GRAY`).
+    """
+    kind = kind or thermal_kind(frame)
+    if kind == GRAY16:
+        return agc(frame, *percentiles(frame, 1.0, 99.0), out=out)
+    if kind == GRAY8:
+        if out is None:
+            return frame
+        np.copyto(out, frame)
+        return out
+    if kind == GRAY8_AS_RGB:
+        if out is None:
+            out = np.empty(frame.shape[:2], np.uint8)
+        np.copyto(out, frame[..., 0])
+        return out
+    if kind == FALSE_COLOUR:
+        import cv2
+
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY, dst=out)
+    raise ValueError(f"unknown thermal kind {kind!r}")
