@@ -42,6 +42,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 bench: venv
+	$(PY) -m pytest -q -m timing
 	$(CKD) bench --keep-ratios 1.0,0.7 --backends torch,onnxruntime --precisions fp32,int8 --peers \
 		--json out/bench/bench.json --markdown out/bench/bench.md --plot out/bench/bench.png
 

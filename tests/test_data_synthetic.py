@@ -101,6 +101,7 @@ def test_occlusion_and_out_of_view_frames(seed):
     assert np.abs(np.diff(b[:, :2], axis=0)).sum() > W  # it moves
 
 
+@pytest.mark.timing
 def test_frame_is_fast():
     seq = SyntheticSequence(3, frames=50)
     seq.frame(0)
