@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ckd.atomic import write_bytes_atomic, write_text_atomic
 from ckd.errors import CKDError
+from ckd.safe_paths import plain_name
 from edge.manifest import sha256_file
 
 
@@ -47,7 +48,8 @@ class CacheCheck:
 
 
 def engine_path(cache_dir: str | Path, key: EngineKey) -> Path:
-    return Path(cache_dir) / f"{key.stem}.engine"
+    """Where an engine lives; a key read from a record (selection.json) cannot name a path outside the cache."""
+    return Path(cache_dir) / plain_name(f"{key.stem}.engine", "engine key")
 
 
 def _meta_path(engine: Path) -> Path:
