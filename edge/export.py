@@ -116,6 +116,26 @@ def check_onnx(path: str | Path, name: str | None = None):
     return graph
 
 
+def _dims(values) -> dict[str, list]:
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+        for v in values
+    }
+
+
+def check_rung(manifest: Manifest, rung: Rung):
+    """A rung's file is a valid ONNX graph with exactly the manifest's input and output tensors (names, shapes)."""
+    path = manifest.path(rung)
+    graph = check_onnx(path)
+    for what, have, want in (
+        ("inputs", _dims(graph.graph.input), manifest.inputs),
+        ("outputs", _dims(graph.graph.output), manifest.outputs),
+    ):
+        if have != want:
+            raise CKDError(f"{path}: graph {what} {have} are not the {MANIFEST_NAME} {what} {want}")
+    return graph
+
+
 def op_counts(path: str | Path) -> Counter:
     """Operator histogram of a graph (a Netron-free look at what was exported)."""
     import onnx

@@ -19,6 +19,7 @@ from calibration.store import MANIFEST as CALIB_MANIFEST
 from calibration.store import load_calibration
 from ckd.atomic import atomic_path
 from ckd.errors import CKDError
+from edge.export import check_rung
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
 from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
 from quantize.policy import check_policy
@@ -45,6 +46,8 @@ def quantize_export(
     rungs = [r for r in rungs if r.precision == "fp32"]
     if not rungs:
         raise CKDError(f"{onnx_dir}: no fp32 rungs to quantize")
+    for rung in rungs:
+        check_rung(src, rung)  # a truncated or foreign graph is one line here, not a quantizer traceback
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # a failed re-run must not leave an old manifest behind

@@ -1,8 +1,9 @@
 """The export manifest: `manifest.json` beside the ONNX rungs, naming every file with its sha256.
 
 Written by `ckd export` / `ckd quantize`, read by every edge consumer (ONNX Runtime and TensorRT
-backends, the engine builder, the flash bundle). `Manifest.load` verifies checksums, so a file
-changed after export is caught before anything is built from it.
+backends, the engine builder, the flash bundle). `Manifest.load` checks every field (a complete config,
+the CKD tensor names with the shapes the config implies, at least one rung, plain file names) and verifies
+checksums, so a file changed after export is caught before anything is built from it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,10 +19,13 @@ from ckd import __version__
 from ckd.atomic import write_text_atomic
 from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
+from ckd.safe_paths import file_in, plain_name
+from ckd.track.backend import input_shapes, output_shapes
 
 FORMAT = "ckd-onnx/1"
 MANIFEST_NAME = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -103,14 +108,16 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = MANIFEST_NAME) -> Manifest:
+        """A manifest from its JSON object, every field checked; CKDError naming `source` and the problem."""
         if d.get("format") != FORMAT:
             raise CKDError(f"{source}: unknown manifest format {d.get('format')!r} (expected {FORMAT!r})")
         try:
+            cfg = CKDConfig.from_record(d["config"], source)
             rungs = [
                 Rung(float(r["keep_ratio"]), str(r["file"]), str(r["sha256"]), str(r.get("precision", "fp32")))
                 for r in d["rungs"]
             ]
-            return cls(
+            manifest = cls(
                 config=dict(d["config"]),
                 checkpoint_sha256=str(d["checkpoint_sha256"]),
                 opset=int(d["opset"]),
@@ -123,17 +130,51 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CKDError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        manifest.check(cfg, source)
+        return manifest
+
+    def check(self, cfg: CKDConfig, source: str) -> None:
+        """Fields that must agree: tensors as the config implies, rungs named and hashed, the calibration cache."""
+        for what, have, want in (
+            ("inputs", self.inputs, input_shapes(cfg.template_size, cfg.search_size)),
+            ("outputs", self.outputs, output_shapes(cfg.feat_size)),
+        ):
+            want = {k: list(v) for k, v in want.items()}
+            if have != want:
+                raise CKDError(f"{source}: {what} {have} are not the CKD tensors of this config {want}")
+        if not self.rungs:
+            raise CKDError(f"{source}: lists no rungs")
+        if not self.checkpoint_sha256:
+            raise CKDError(f"{source}: checkpoint_sha256 is empty")
+        seen = set()
+        for rung in self.rungs:
+            if not plain_name(rung.file, source).endswith(".onnx"):
+                raise CKDError(f"{source}: rung file {rung.file!r} is not an .onnx file")
+            if not _SHA256.fullmatch(rung.sha256):
+                raise CKDError(f"{source}: rung {rung.file} has no sha256 (got {rung.sha256!r:.20})")
+            for key in (rung.file, (round(rung.keep_ratio, 6), rung.precision)):
+                if key in seen:
+                    raise CKDError(f"{source}: rung {rung.file} is listed twice")
+                seen.add(key)
+        if self.calibration is not None and not isinstance(self.calibration, dict):
+            raise CKDError(f"{source}: calibration must be a JSON object")
+        cache = (self.calibration or {}).get("cache")
+        if cache is not None:
+            plain_name(cache, source)
+            if not _SHA256.fullmatch(str(self.calibration.get("cache_sha256", ""))):
+                raise CKDError(f"{source}: calibration cache {cache!r} has no cache_sha256; it cannot be verified")
 
     def save(self, directory: str | Path) -> Path:
-        """Write `manifest.json` into `directory` atomically; returns its path."""
+        """Write `manifest.json` into `directory` atomically (after the checks `load` makes); returns its path."""
         path = Path(directory) / MANIFEST_NAME
+        self.check(CKDConfig.from_record(self.config, str(path)), str(path))
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
         self.directory = Path(directory)
         return path
 
     @classmethod
     def load(cls, directory: str | Path, verify: bool = True) -> Manifest:
-        """Read `directory/manifest.json`; with `verify`, check every rung file exists and matches its sha256."""
+        """Read and check `directory/manifest.json`; with `verify`, every listed file exists and matches its sha256."""
         directory = Path(directory)
         path = directory / MANIFEST_NAME
         if not path.is_file():
@@ -142,6 +183,8 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise CKDError(f"{path}: bad JSON at line {exc.lineno}: {exc.msg}") from None
+        except UnicodeDecodeError:
+            raise CKDError(f"{path}: not UTF-8 text") from None
         except OSError as exc:
             raise CKDError(f"{path}: cannot read: {exc.strerror or exc}") from None
         if not isinstance(data, dict):
@@ -153,22 +196,34 @@ class Manifest:
         return manifest
 
     def verify(self) -> None:
-        """Raise CKDError naming the first rung file that is missing or whose sha256 differs."""
-        for rung in self.rungs:
-            path = self.path(rung)
-            if not path.is_file():
-                raise CKDError(f"{path}: rung file listed in {MANIFEST_NAME} is missing")
+        """Raise CKDError naming the first listed file (rung or calibration cache) that is missing, not a regular
+        file, or whose sha256 differs."""
+        for name, digest in self.files().items():
+            path = file_in(self._dir(), name, MANIFEST_NAME)
             actual = sha256_file(path)
-            if actual != rung.sha256:
-                raise CKDError(
-                    f"{path}: sha256 mismatch (manifest {rung.sha256[:12]}…, file {actual[:12]}…); re-export it"
-                )
+            if actual != digest:
+                raise CKDError(f"{path}: sha256 mismatch (manifest {digest[:12]}…, file {actual[:12]}…); re-export it")
 
-    def path(self, rung: Rung) -> Path:
-        """Absolute location of a rung's file (relative to the manifest's directory)."""
+    def files(self) -> dict[str, str]:
+        """Every file the manifest lists (rungs, then the calibration cache), name -> sha256."""
+        listed = {r.file: r.sha256 for r in self.rungs}
+        if (self.calibration or {}).get("cache"):
+            listed[self.calibration["cache"]] = self.calibration["cache_sha256"]
+        return listed
+
+    def _dir(self) -> Path:
         if self.directory is None:
             raise CKDError("manifest has no directory: save() or load() it first")
-        return self.directory / rung.file
+        return self.directory
+
+    def path(self, rung: Rung) -> Path:
+        """Location of a rung's file beside the manifest (a plain file name; a symlink or FIFO there is refused)."""
+        return file_in(self._dir(), rung.file, MANIFEST_NAME)
+
+    def calibration_cache(self) -> Path | None:
+        """Location of the TensorRT calibration cache the manifest lists, if any (same rule as `path`)."""
+        cache = (self.calibration or {}).get("cache")
+        return file_in(self._dir(), cache, MANIFEST_NAME) if cache else None
 
     def rung(self, keep_ratio: float | None = None, precision: str | None = None, exact: bool = False) -> Rung:
         """The rung for a keep ratio (None: the config's default), nearest unless `exact`.

@@ -59,7 +59,7 @@ def test_rung_lookup(tmp_path):
     [
         (lambda d: (d / MANIFEST_NAME).unlink(), "no export manifest"),
         (lambda d: (d / MANIFEST_NAME).write_text("{oops"), "bad JSON at line 1"),
-        (lambda d: (d / "ckd_k0.50.onnx").unlink(), r"ckd_k0\.50\.onnx: rung file .* is missing"),
+        (lambda d: (d / "ckd_k0.50.onnx").unlink(), r"ckd_k0\.50\.onnx: listed in manifest\.json but missing"),
         (lambda d: (d / "ckd_k0.70.onnx").write_bytes(b"tampered"), r"ckd_k0\.70\.onnx: sha256 mismatch"),
     ],
 )

@@ -38,6 +38,7 @@ def test_plan_int8_sources(tmp_path):
     qdq = toy_export(tmp_path / "q", ratios=(0.7,), int8=True)
     assert plan_rungs(export, "int8", ORIN, int8_export=qdq)[0].onnx.parent == tmp_path / "q"
     export.calibration = {"cache": "calib.cache"}
+    (tmp_path / "fp32" / "calib.cache").write_bytes(b"TRT-8601-EntropyCalibration2\n")
     plan = plan_rungs(export, "int8", ORIN, allow_calibration_cache=True)[0]
     assert plan.int8_source == "calibration-cache" and plan.calibration_cache == tmp_path / "fp32" / "calib.cache"
 

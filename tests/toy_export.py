@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import onnx
@@ -9,7 +11,7 @@ from onnx import TensorProto, helper
 
 from ckd.model.config import preset
 from ckd.track.backend import input_shapes, output_shapes
-from edge.manifest import Manifest, Rung, rung_filename
+from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename
 
 
 def toy_graph(keep_ratio: float, template: int = 64, search: int = 128, patch: int = 16) -> onnx.ModelProto:
@@ -57,3 +59,18 @@ def toy_export(directory: Path, ratios=(1.0, 0.7), int8: bool = False) -> Manife
     )
     manifest.save(directory)
     return manifest
+
+
+def edit_manifest(directory: Path, change) -> None:
+    """Apply `change(doc)` to `directory/manifest.json` (tests of what readers refuse)."""
+    path = directory / MANIFEST_NAME
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def rewrite_rung(directory: Path, data: bytes, name: str = "ckd_k0.70.onnx") -> None:
+    """Replace a rung's bytes and update its hash, as a careless tool would: only content checks catch it."""
+    (directory / name).write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    edit_manifest(directory, lambda d: next(r for r in d["rungs"] if r["file"] == name).update(sha256=digest))

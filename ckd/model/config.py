@@ -90,15 +90,67 @@ class CKDConfig:
             d["ce_loc"] = tuple(d["ce_loc"])
         return cls(**d)
 
+    @classmethod
+    def from_record(cls, d: object, source: str) -> CKDConfig:
+        """A complete config read from a file (export manifest, checkpoint JSON): every field present with its
+        type and sizes that fit together; CKDError naming `source` and the first problem otherwise."""
+        if not isinstance(d, dict) or not d:
+            raise CKDError(f"{source}: config must be a non-empty JSON object, got {d!r:.60}")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d and f.name != "extra"]
+        if missing:
+            raise CKDError(f"{source}: config lacks {', '.join(missing)}")
+        for name, kind in _FIELD_TYPES.items():
+            value = d[name]
+            numeric = kind is int or kind == (int, float)
+            ok = isinstance(value, kind) and not (numeric and isinstance(value, bool))
+            if not ok or (numeric and name != "drop_path" and not value > 0):
+                raise CKDError(f"{source}: config {name} = {value!r} is not a {_TYPE_WORDS[kind]}")
+        if not isinstance(d.get("extra", {}), dict):
+            raise CKDError(f"{source}: config extra must be a JSON object")
+        ce_loc = d["ce_loc"]
+        if not isinstance(ce_loc, list) or not all(type(i) is int and 0 <= i < d["depth"] for i in ce_loc):
+            raise CKDError(f"{source}: config ce_loc = {ce_loc!r} is not a list of block indices below depth")
+        for size in ("template_size", "search_size"):
+            if d[size] % d["patch_size"]:
+                raise CKDError(f"{source}: config {size} {d[size]} is not a multiple of patch_size {d['patch_size']}")
+        if d["embed_dim"] % d["num_heads"]:
+            raise CKDError(f"{source}: config embed_dim {d['embed_dim']} is not divisible by num_heads")
+        if not 0 < d["ce_keep_ratio"] <= 1 or not 0 <= d["drop_path"] < 1:
+            raise CKDError(f"{source}: config ce_keep_ratio must be in (0, 1] and drop_path in [0, 1)")
+        return cls.from_dict(d)
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> CKDConfig:
+        """A config JSON file (a checkpoint's `<stem>.json`), checked by `from_record`."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CKDError(f"cannot read config {path}: {exc}") from None
+        return cls.from_record(data, str(path))
+
+
+# Field types a stored config must have (ce_loc and extra are checked separately); numbers must be > 0.
+_FIELD_TYPES: dict[str, type] = {
+    "embed_dim": int,
+    "depth": int,
+    "num_heads": int,
+    "mlp_ratio": (int, float),
+    "patch_size": int,
+    "template_size": int,
+    "search_size": int,
+    "template_factor": (int, float),
+    "search_factor": (int, float),
+    "ce_keep_ratio": (int, float),
+    "head_channels": int,
+    "share_student": bool,
+    "layer_norm_eps": (int, float),
+    "drop_path": (int, float),
+    "name": str,
+}
+_TYPE_WORDS = {int: "positive integer", (int, float): "positive number", bool: "boolean", str: "string"}
 
 
 PRESETS: dict[str, CKDConfig] = {

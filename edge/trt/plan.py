@@ -88,7 +88,7 @@ def plan_rungs(
                     RungPlan(rung.keep_ratio, "int8", qdq_source.path(qdq[0]), qdq[0].sha256, "qdq", dla_core=dla_core)
                 )
             elif allow_calibration_cache and cache_file:
-                cache = export.directory / cache_file
+                cache = export.calibration_cache()  # a plain, checksummed file beside the manifest
                 plans.append(
                     RungPlan(
                         rung.keep_ratio, "int8", export.path(rung), rung.sha256, "calibration-cache", cache, dla_core
