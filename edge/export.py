@@ -162,6 +162,26 @@ def parity(model, path: str | Path, keep_ratio: float, seed: int = 1) -> dict[st
     return {k: float(np.max(np.abs(ref[k] - got[k]))) for k in OUTPUT_NAMES}
 
 
+def remove_stale(out_dir: Path) -> list[str]:
+    """Remove what an earlier export left in `out_dir`: its manifest, the files it lists (rungs, calibration
+    cache), any `ckd_k*.onnx` and the reference outputs made from them (`ckd flash` would ship them beside the
+    new rungs). Other files are left alone. Returns the names removed."""
+    from edge.trt.reference import REFERENCE_NAME
+
+    names = {MANIFEST_NAME, REFERENCE_NAME, *(p.name for p in out_dir.glob("ckd_k*.onnx"))}
+    try:
+        names |= set(Manifest.load(out_dir, verify=False).files())  # names checked by the manifest reader
+    except CKDError:
+        pass  # no or unreadable old manifest: the fixed names above still go
+    removed = []
+    for name in sorted(names):
+        path = out_dir / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
 def export_rungs(
     model,
     out_dir: str | Path,
@@ -183,7 +203,7 @@ def export_rungs(
     for r in ratios:
         cfg.keep_ratios(r)  # validates the range
     out_dir = Path(out_dir)
-    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # a failed re-export must not leave an old manifest behind
+    remove_stale(out_dir)  # a failed re-export must not leave an old manifest behind, nor old rungs beside new ones
     rungs, errors = [], {}
     for r in tqdm(ratios, desc="export", unit="rung", disable=not progress):
         path = export_graph(model, r, out_dir / rung_filename(r), opset)
