@@ -54,6 +54,21 @@ def test_problems_named_one_line_each_and_allow_missing(tmp_path, capsys):
     assert got == {"PR": 1.0, "NPR": 1.0, "SR": 0.952381, "sequences": 1}
 
 
+def test_polygon_results_score_as_their_bounding_box(tmp_path, capsys):
+    gt, res = _lasher(tmp_path)
+    args = ["eval", "--benchmark", "lasher", "--gt", str(gt), "--json", "--results"]
+    assert main([*args, str(res)]) == 0
+    boxes = json.loads(capsys.readouterr().out)["Mine"]
+    poly = tmp_path / "Poly_tracking_result"
+    poly.mkdir()
+    for f in res.iterdir():
+        x, y, w, h = read_boxes(f).T
+        corners = np.stack([x, y, x + w, y, x + w, y + h, x, y + h], axis=1)
+        np.savetxt(poly / f.name, corners, delimiter=",", fmt="%.4f")
+    assert main([*args, str(poly)]) == 0
+    assert json.loads(capsys.readouterr().out)["Poly"] == boxes  # not the first 4 numbers read as a box
+
+
 def test_plot_written_atomically(tmp_path, capsys):
     gt, res = _lasher(tmp_path)
     out = tmp_path / "plots" / "curves.png"
