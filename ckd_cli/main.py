@@ -20,6 +20,7 @@ COMMANDS = [
     "quantize",
     "build",
     "flash",
+    "verify_bundle",
     "run",
     "calibrate_rig",
     "bench",
