@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import zipfile
     from pathlib import Path
 
     import numpy as np
@@ -44,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     cfg = model.cfg
     try:
-        data = dict(np.load(args.inputs))
-    except (OSError, ValueError) as exc:
+        data = dict(np.load(args.inputs, allow_pickle=False))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CKDError(f"cannot read inputs {args.inputs}: {exc}") from None
     shapes = input_shapes(cfg.template_size, cfg.search_size)
     tensors = []

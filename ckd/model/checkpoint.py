@@ -34,10 +34,19 @@ def file_sha256(path: str | Path) -> str:
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], CKDConfig | None]:
-    """Read weights and, for the kit's format, the config. Official pickles return config None."""
+    """Read weights and, for the kit's format, the config (checked complete). Official pickles return config None.
+    Weights that are NaN or infinite are refused."""
     path = Path(path)
     if not path.is_file():
         raise CKDError(f"checkpoint not found: {path}")
+    state, cfg = _read(path)
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CKDError(f"{path}: weight {bad} holds NaN or infinite values")
+    return state, cfg
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], CKDConfig | None]:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
