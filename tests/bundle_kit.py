@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -43,3 +44,8 @@ def extract(bundle: Path, dest: Path) -> Path:
 def install_sh(root: Path, *args: str) -> subprocess.CompletedProcess:
     """The bundle's real installer (only modes that change nothing are used in tests)."""
     return subprocess.run(["bash", str(root / "install.sh"), *args], capture_output=True, text=True, timeout=120)
+
+
+def systemd_words(line: str) -> list[str]:
+    """An ExecStart= value split as systemd does for what the kit writes: C-style quotes, `%%` and `$$` undoubled."""
+    return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line)]

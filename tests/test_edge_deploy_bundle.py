@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import subprocess
 import zipfile
 
 import numpy as np
 import pytest
-from bundle_kit import build_bundle, extract, install_sh, kit_wheel
+from bundle_kit import build_bundle, extract, install_sh, kit_wheel, systemd_words
 from toy_export import edit_manifest as edit
 from toy_export import rewrite_rung, toy_export
 
@@ -26,11 +25,6 @@ from edge.manifest import sha256_file
 def bundle(tmp_path_factory):
     """One real bundle (real kit wheel built with pip) shared by the tests of this module."""
     return build_bundle(tmp_path_factory.mktemp("bundle"), build_args=["--dla", "0"])
-
-
-def systemd_words(line: str) -> list[str]:
-    """An ExecStart= value split as systemd does for what the kit writes: C-style quotes, `%%` and `$$` undoubled."""
-    return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line)]
 
 
 def test_bundle_contents(bundle, tmp_path):

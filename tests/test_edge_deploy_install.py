@@ -11,8 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from bundle_kit import build_bundle, extract, install_sh
-from test_edge_deploy_bundle import systemd_words
+from bundle_kit import build_bundle, extract, install_sh, systemd_words
 
 from ckd.errors import CKDError
 from ckd_cli.main import build_parser
