@@ -15,7 +15,7 @@ import numpy as np
 
 from ckd.atomic import atomic_path
 from ckd.errors import CKDError
-from ckd.safe_paths import file_in
+from ckd.safe_paths import file_in, plain_name
 from ckd.track.backend import INPUT_NAMES
 
 FORMAT = "ckd-calib/1"
@@ -167,7 +167,7 @@ def _check_fields(cal: CalibrationSet, path: Path) -> None:
     made_for = cal.model.get("checkpoint_sha256")
     if not isinstance(made_for, str) or not made_for:
         raise CKDError(f"{path}: the model record names no checkpoint_sha256, so the set cannot be matched to a model")
-    files = [s["file"] for s in cal.shards]
+    files = [plain_name(s["file"], str(path)) for s in cal.shards]
     if len(set(files)) != len(files):
         raise CKDError(f"{path}: a shard is listed twice")
     for s in cal.shards:

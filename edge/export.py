@@ -162,10 +162,10 @@ def parity(model, path: str | Path, keep_ratio: float, seed: int = 1) -> dict[st
     return {k: float(np.max(np.abs(ref[k] - got[k]))) for k in OUTPUT_NAMES}
 
 
-def remove_stale(out_dir: Path) -> list[str]:
+def remove_stale(out_dir: Path) -> None:
     """Remove what an earlier export left in `out_dir`: its manifest, the files it lists (rungs, calibration
-    cache), any `ckd_k*.onnx` and the reference outputs made from them (`ckd flash` would ship them beside the
-    new rungs). Other files are left alone. Returns the names removed."""
+    cache), any `ckd_k*.onnx` and the reference outputs made from them (`ckd build` would judge the new rungs'
+    engines against them). Other files are left alone."""
     from edge.trt.reference import REFERENCE_NAME
 
     names = {MANIFEST_NAME, REFERENCE_NAME, *(p.name for p in out_dir.glob("ckd_k*.onnx"))}
@@ -173,13 +173,10 @@ def remove_stale(out_dir: Path) -> list[str]:
         names |= set(Manifest.load(out_dir, verify=False).files())  # names checked by the manifest reader
     except CKDError:
         pass  # no or unreadable old manifest: the fixed names above still go
-    removed = []
-    for name in sorted(names):
+    for name in names:
         path = out_dir / name
         if path.is_file() or path.is_symlink():
             path.unlink()
-            removed.append(name)
-    return removed
 
 
 def export_rungs(

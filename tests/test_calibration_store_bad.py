@@ -57,6 +57,7 @@ MANIFEST_FAULTS = [
     (lambda d: d["shards"][0].update(file="../shard_0000.npz"), "path separator"),
     (lambda d: d["shards"][0].update(file="/etc/passwd"), "path separator"),
     (lambda d: d["shards"][1].update(file=d["shards"][0]["file"]), "listed twice"),
+    (lambda d: d["shards"][0].update(file=["shard_0000.npz"]), "is not a non-empty string"),
     (lambda d: d.update(model={}), "names no checkpoint_sha256"),
     (lambda d: d["model"].update(checkpoint_sha256=""), "names no checkpoint_sha256"),
     (lambda d: d.update(count=5), "inconsistent"),

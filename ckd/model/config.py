@@ -133,7 +133,7 @@ class CKDConfig:
 
 
 # Field types a stored config must have (ce_loc and extra are checked separately); numbers must be > 0.
-_FIELD_TYPES: dict[str, type] = {
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "embed_dim": int,
     "depth": int,
     "num_heads": int,

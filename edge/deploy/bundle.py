@@ -238,7 +238,7 @@ def remote_install_script(bundle_name: str, remote_dir: str, install_args: list[
     links, special files and unlisted or changed files, and checks the signature when the device trusts keys),
     then run `install.sh` (which verifies again, as root, before it touches the system)."""
     q = shlex.quote
-    top = bundle_name[: -len(".tar.gz")]
+    top = bundle_name.removesuffix(".tar.gz")
     return (
         f"set -e; cd -- {q(remote_dir)}; "
         f"sha256sum --check --strict {q(bundle_name + '.sha256')} || "
