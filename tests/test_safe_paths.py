@@ -54,3 +54,13 @@ def test_file_in_refuses_links_and_special_files(tmp_path):
     with pytest.raises(CKDError, match="gone.onnx: listed in m.json but missing"):
         file_in(tmp_path, "gone.onnx", "m.json")
     assert file_in(tmp_path, "new.onnx", "m.json", must_exist=False) == tmp_path / "new.onnx"
+
+
+def test_engine_keys_from_records_stay_in_the_cache(tmp_path):
+    from edge.trt.cache import EngineKey, engine_path
+
+    key = EngineKey("0" * 64, 0.7, "fp16", "10.3.0", "orin", "8.7")
+    assert engine_path(tmp_path, key) == tmp_path / "ckd_k0.70_fp16.engine"
+    for precision in ("../../../etc/cron.d/x", "fp16/../../x"):  # a crafted selection.json
+        with pytest.raises(CKDError, match="engine key: file name .* contains a path separator"):
+            engine_path(tmp_path, EngineKey("0" * 64, 0.7, precision, "10.3.0", "orin", "8.7"))
