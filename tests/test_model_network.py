@@ -141,3 +141,25 @@ def test_checkpoint_errors_are_one_clear_line(tmp_path):
     torch.save({"net": trimmed}, nano)
     with pytest.raises(CKDError, match=r"missing 1: box_head.conv5_ctr.bias; unexpected 1: extra.weight"):
         load_model(nano, config=preset("nano"))
+
+
+@pytest.mark.parametrize("name", ["nano", "base"])
+def test_center_mask_built_without_scatter_is_the_official_mask_bit_for_bit(name):
+    """The comparison-built mask equals the release's `mask[:, c, c] = True`, and the outputs do not move a bit."""
+    cfg = preset(name)
+    side = cfg.template_size // cfg.patch_size
+    c = side // 2 - 1 if side % 2 == 0 else side // 2
+    official = torch.zeros(2, side, side, dtype=torch.bool)
+    official[:, c, c] = True
+    assert torch.equal(center_template_mask(cfg, 2), official.flatten(1))
+    if name != "nano":
+        return
+    torch.manual_seed(3)
+    model = CKDNet(cfg).eval()
+    x = _inputs(cfg)
+    with torch.inference_mode():
+        for keep in (1.0, 0.7, 0.5):
+            ours = model(*x, keep_ratio=keep)
+            theirs = model(*x, keep_ratio=keep, template_mask=official[:1].flatten(1))
+            for k in ("score_map", "size_map", "offset_map", "pred_boxes"):
+                assert torch.equal(ours[k], theirs[k]), (keep, k)

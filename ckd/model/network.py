@@ -22,12 +22,15 @@ KeepRatio = float | list[float] | tuple[float, ...] | None
 
 
 def center_template_mask(cfg: CKDConfig, batch: int = 1, device: torch.device | None = None) -> Tensor:
-    """OSTrack `CTR_POINT` template mask: only the template cell at the box centre ((3,3) of 8x8, token 27)."""
+    """OSTrack `CTR_POINT` template mask: only the template cell at the box centre ((3,3) of 8x8, token 27).
+
+    Built by a comparison, not an in-place `mask[:, c, c] = True`: the exporter folds it to a constant
+    instead of writing a BOOL `ScatterND`, which TensorRT's scatter layer does not take.
+    """
     side = cfg.template_size // cfg.patch_size
     c = side // 2 - 1 if side % 2 == 0 else side // 2
-    mask = torch.zeros(batch, side, side, dtype=torch.bool, device=device)
-    mask[:, c, c] = True
-    return mask.flatten(1)
+    cells = torch.arange(side * side, device=device)
+    return (cells == c * side + c).unsqueeze(0).expand(batch, -1)
 
 
 def rank_search_tokens(attn: Tensor, num_template: int, template_mask: Tensor, keep: int) -> Tensor:
