@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c $(LOCK) pip
 	$(PY) -m pip install -q -c $(LOCK) torch==2.13.0
-	$(PY) -m pip install -q -c $(LOCK) -e ".[dev,gst]"
+	$(PY) -m pip install -q -c $(LOCK) -e ".[host,dev,gst]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -53,7 +53,7 @@ lock: sysdeps
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
 	.lock-venv/bin/pip install -q torch==2.13.0
-	.lock-venv/bin/pip install -q -e ".[dev,gst]"
+	.lock-venv/bin/pip install -q -e ".[host,dev,gst]"
 	{ echo "# Exact versions \`make test\` last passed with (pip constraints; \`make venv\` installs with -c this file)."; \
 	  echo "# Refresh on purpose with \`make lock\`, then run \`make test\` and commit the result."; \
 	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^#' | sed 's/+cpu$$//'; } > $(LOCK)

@@ -30,6 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[1.0, 0.85, 0.7, 0.6, 0.5],
         help="comma-separated rungs (default 1.0,0.85,0.7,0.6,0.5)",
     )
+    p.add_argument(
+        "--trt",
+        default="all",
+        metavar="VERSIONS",
+        help="TensorRT generations the graphs must parse on: 8.5, 8.6, 10 (comma list), all (default) or none. "
+        "8.5 has no LayerNormalization importer: beside 8.6/10 it gets the sub-export DIR/trt8.5 (LayerNorm "
+        "decomposed, built in FP32). Each graph is checked as `ckd check-trt` does; nothing is written on a refusal",
+    )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
     p.add_argument("--no-verify", action="store_true", help="skip the torch-vs-ONNX Runtime parity check")
     p.add_argument(
@@ -59,10 +67,19 @@ def load_source(checkpoint: str | None, preset_name: str | None, seed: int = 0):
 def run(args: argparse.Namespace) -> int:
     from ckd.errors import CKDError
     from edge.export import export_rungs, op_counts
+    from edge.trt.targets import parse_generations
 
+    trt = parse_generations(args.trt)
     model, source = load_source(args.checkpoint, args.preset, args.seed)
     manifest, errors = export_rungs(
-        model, args.out, args.keep_ratios, source, opset=args.opset, verify=not args.no_verify, progress=True
+        model,
+        args.out,
+        args.keep_ratios,
+        source,
+        opset=args.opset,
+        verify=not args.no_verify,
+        progress=True,
+        tensorrt=trt,
     )
     worst = None
     for rung in manifest.rungs:
@@ -77,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
                 worst = (rung.file, e)
         print(line)
     print(f"wrote {manifest.directory / 'manifest.json'}")
+    for gen in trt:
+        print(
+            f"TensorRT {gen}: graphs parse (checked offline) in {manifest.directory}"
+            + ("/trt8.5" if gen == "8.5" and len(trt) > 1 else "")
+        )
     if worst:
         raise CKDError(f"{worst[0]}: ONNX output differs from torch by {worst[1]:.2e} (> --tolerance {args.tolerance})")
     return 0

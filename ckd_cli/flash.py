@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--install-args", default="", help="extra install.sh arguments, e.g. '--prefix /opt/ckd --no-service'"
     )
+    p.add_argument(
+        "--trt",
+        default="all",
+        metavar="VERSIONS",
+        help="TensorRT generations the bundle must carry graphs for: 8.5 (JetPack 5.1.x), 8.6 (JetPack 6.0), 10 "
+        "(JetPack 6.1/6.2), a comma list, or all (default). Each is checked offline; a bundle whose graphs "
+        "TensorRT would refuse is not written",
+    )
     p.add_argument("--wheel", default=None, metavar="FILE", help="ship this kit wheel instead of building one")
     p.add_argument(
         "--sign-key",
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.deploy.bundle import DEFAULT_RUN_ARGS, make_bundle
     from edge.deploy.escape import check_port, check_remote_dir, check_target, split_args
     from edge.deploy.flash import flash, write_archive_sum
+    from edge.trt.targets import parse_generations
 
     if not args.target and not args.bundle:
         raise CKDError("give --target USER@HOST to install, or --bundle OUT.tar.gz to only write the bundle")
@@ -97,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             build_args=build_words,
             run_args=run_words,
             sign_key=args.sign_key,
+            tensorrt=parse_generations(args.trt),
         )
         print(f"bundle: {out} ({out.stat().st_size / 1e6:.1f} MB), checksum {write_archive_sum(out).name}")
         if args.target:

@@ -18,6 +18,7 @@ COMMANDS = [
     "export",
     "calibrate",
     "quantize",
+    "check_trt",
     "build",
     "flash",
     "verify_bundle",

@@ -30,6 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ort: ONNX Runtime quantize_static QDQ (default); modelopt: NVIDIA Model Optimizer ONNX PTQ if installed",
     )
     p.add_argument(
+        "--format",
+        dest="fmt",
+        choices=["ort", "trt"],
+        default="ort",
+        help="ort: ONNX Runtime CPU graphs (default); trt: TensorRT explicit quantization (symmetric INT8, zero "
+        "point 0, float bias, per-channel weights) for the export's TensorRT generations, checked offline as "
+        "`ckd check-trt` does, plus a calibration cache for the TensorRT 8.x calibrator route",
+    )
+    p.add_argument(
         "--method",
         choices=["minmax", "percentile", "entropy"],
         default="percentile",
@@ -61,7 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from quantize.fidelity import Thresholds, worst_rung
 
     manifest = quantize_export(
-        args.onnx, args.calib, args.out, args.keep_ratios, engine=args.engine, method=args.method, progress=True
+        args.onnx,
+        args.calib,
+        args.out,
+        args.keep_ratios,
+        engine=args.engine,
+        method=args.method,
+        progress=True,
+        fmt=args.fmt,
     )
     print(f"wrote {len(manifest.rungs)} INT8 rungs and manifest.json to {args.out}")
     if not args.gate:

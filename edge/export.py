@@ -1,8 +1,13 @@
 """Export the CKD network to ONNX: one static graph per keep-ratio rung, a manifest, a parity check.
 
-Exporter: the TorchScript-based `torch.onnx.export(dynamo=False)`. It gives a clean static graph at
-opset 17 (LayerNorm as one `LayerNormalization` node, `TopK` with a constant K because the network
-computes K as a Python int) and needs no extra dependency.
+Exporter: the TorchScript-based `torch.onnx.export(dynamo=False)`. It gives a static graph at opset 17
+(LayerNorm as one `LayerNormalization` node, `TopK` with a constant K because the network computes K as a
+Python int); onnx-graphsurgeon then folds the constant shape arithmetic the tracer leaves behind.
+
+Graphs per TensorRT generation: TensorRT 8.6 and 10 (and ONNX Runtime) take the graphs above; TensorRT 8.5
+has no `LayerNormalization` importer, so for it every LayerNorm is decomposed into primitive nodes (named
+`.../ln_fp32/...`: `ckd build` keeps them FP32 through layer precision constraints) in a sub-export
+`trt8.5/` with its own manifest. Every graph written for a TensorRT target is checked by `edge.trt.lint`.
 
 Template branch: not split. CKD is one-stream (OSTrack): template and search tokens attend to each
 other in every block, so only the template patch embedding (one conv per modality, <1% of the work)
@@ -11,6 +16,7 @@ could be computed once at init. It does not pay for a second graph and a second 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -23,11 +29,15 @@ from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
 from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES, input_shapes, output_shapes
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename
+from edge.trt.targets import LN_FP32_MARKER, graph_target, split_targets
 
 OPSET = 17
 # Bumped whenever the exported graph changes for the same weights (caches of exports key on it).
 # 2: linear layers as one 2-D Gemm each (bias fused), initializers no longer shared through Identity.
-EXPORT_REVISION = 2
+# 3: no BOOL ScatterND (template mask built by comparison), constant shape arithmetic folded.
+EXPORT_REVISION = 3
+# Decomposed vs fused LayerNorm of a Q/DQ graph: float rounding may move a value across a quantization step.
+INT8_TOLERANCE = 0.05
 
 
 def _rung_module(model, keep_ratio: float):
@@ -72,12 +82,66 @@ def export_graph(model, keep_ratio: float, path: str | Path, opset: int = OPSET)
             output_names=list(OUTPUT_NAMES),
             do_constant_folding=True,
         )
-        graph = check_onnx(tmp, name=Path(path).name)
-        if _unshare_initializers(graph):
-            import onnx
+        import onnx
 
-            onnx.save(graph, str(tmp))
+        graph = check_onnx(tmp, name=Path(path).name)
+        _unshare_initializers(graph)
+        onnx.save(fold_constants(graph), str(tmp))
     return Path(path)
+
+
+def fold_constants(model):
+    """The graph with every constant subexpression evaluated (onnx-graphsurgeon, ONNX Runtime as evaluator)."""
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    graph.fold_constants().cleanup().toposort()
+    folded = gs.export_onnx(graph)
+    folded.ir_version = model.ir_version
+    del folded.opset_import[:]
+    folded.opset_import.extend(model.opset_import)
+    return folded
+
+
+def decompose_layernorm(model) -> int:
+    """Replace every `LayerNormalization` node (last axis) by ReduceMean/Sub/Mul/Sqrt/Div/Add nodes, in place.
+
+    The new nodes are named `<layernorm>/ln_fp32/<op>` so the TensorRT builder can pin them to FP32 (a
+    decomposed LayerNorm in FP16 overflows on ViT activations). Returns the number of nodes replaced.
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    count = 0
+    for index, node in reversed(list(enumerate(graph.node))):
+        if node.op_type != "LayerNormalization":
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("axis", -1) != -1 or len([o for o in node.output if o]) != 1:
+            raise CKDError(f"{node.name}: only last-axis LayerNormalization with one output can be decomposed")
+        x, scale = node.input[0], node.input[1]
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        p = f"{node.name}{LN_FP32_MARKER}"
+        eps = f"{p}epsilon"
+        graph.initializer.append(helper.make_tensor(eps, TensorProto.FLOAT, [], [attrs.get("epsilon", 1e-5)]))
+        y = node.output[0]
+        new = [
+            helper.make_node("ReduceMean", [x], [f"{p}mean"], f"{p}ReduceMean", axes=[-1], keepdims=1),
+            helper.make_node("Sub", [x, f"{p}mean"], [f"{p}centered"], f"{p}Sub"),
+            helper.make_node("Mul", [f"{p}centered", f"{p}centered"], [f"{p}squared"], f"{p}Square"),
+            helper.make_node("ReduceMean", [f"{p}squared"], [f"{p}var"], f"{p}ReduceVar", axes=[-1], keepdims=1),
+            helper.make_node("Add", [f"{p}var", eps], [f"{p}var_eps"], f"{p}AddEps"),
+            helper.make_node("Sqrt", [f"{p}var_eps"], [f"{p}std"], f"{p}Sqrt"),
+            helper.make_node("Div", [f"{p}centered", f"{p}std"], [f"{p}normed"], f"{p}Div"),
+            helper.make_node("Mul", [f"{p}normed", scale], [f"{p}scaled" if bias else y], f"{p}Scale"),
+        ]
+        if bias:
+            new.append(helper.make_node("Add", [f"{p}scaled", bias], [y], f"{p}Bias"))
+        del graph.node[index]
+        for offset, n in enumerate(new):
+            graph.node.insert(index + offset, n)
+        count += 1
+    return count
 
 
 def _unshare_initializers(model) -> bool:
@@ -187,8 +251,14 @@ def export_rungs(
     opset: int = OPSET,
     verify: bool = True,
     progress: bool = False,
+    tensorrt: Sequence[str] = (),
 ) -> tuple[Manifest, dict[float, dict[str, float]]]:
-    """Export every rung into `out_dir`, write `manifest.json` last; return it and the parity errors per rung."""
+    """Export every rung into `out_dir`, write `manifest.json` last; return it and the parity errors per rung.
+
+    `tensorrt`: TensorRT generations ("8.5", "8.6", "10") the export must parse on. Their graphs are linted
+    (CKDError, nothing written, when TensorRT would refuse a node); 8.5 beside 8.6/10 gets the sub-export
+    `trt8.5/` (LayerNorm decomposed). Empty: graphs for ONNX Runtime only (as for TensorRT >= 8.6).
+    """
     from tqdm import tqdm
 
     if opset < 17:
@@ -199,6 +269,7 @@ def export_rungs(
     cfg = model.cfg
     for r in ratios:
         cfg.keep_ratios(r)  # validates the range
+    main, sub = split_targets(tensorrt)
     out_dir = Path(out_dir)
     remove_stale(out_dir)  # a failed re-export must not leave an old manifest behind, nor old rungs beside new ones
     rungs, errors = [], {}
@@ -214,6 +285,76 @@ def export_rungs(
         inputs={k: list(v) for k, v in input_shapes(cfg.template_size, cfg.search_size).items()},
         outputs={k: list(v) for k, v in output_shapes(cfg.feat_size).items()},
         rungs=rungs,
+        target=graph_target(main),
     )
-    manifest.save(out_dir)
+    if manifest.target["layernorm"] == "decomposed":
+        for rung in rungs:
+            rewrite_graph(out_dir / rung.file, decompose_layernorm)
+        manifest.rungs = [Rung.from_file(out_dir / rung.file, rung.keep_ratio) for rung in rungs]
+    write_target_exports(manifest, out_dir, sub)
     return manifest, errors
+
+
+def rewrite_graph(path: Path, edit) -> None:
+    """Apply `edit(model)` to the ONNX file at `path` in place (atomically)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    edit(model)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def write_target_exports(manifest: Manifest, out_dir: Path, sub: Sequence[str], tolerance: float = 1e-4) -> None:
+    """Lint `out_dir`'s graphs for the manifest's TensorRT generations, then write every sub-export of `sub`
+    (decomposed LayerNorm, checked against the main graphs with ONNX Runtime) and `manifest.json` last."""
+    import onnx
+
+    from edge.trt.lint import require_parseable
+
+    manifest.directory = out_dir
+    require_parseable(manifest, manifest.target["tensorrt"])
+    cache = (manifest.calibration or {}).get("cache")
+    for gen in sub:
+        dest = out_dir / f"trt{gen}"
+        (dest / MANIFEST_NAME).unlink(missing_ok=True)
+        if cache:
+            with atomic_path(dest / cache) as tmp:
+                tmp.write_bytes((out_dir / cache).read_bytes())
+        rungs = []
+        for rung in manifest.rungs:
+            model = onnx.load(str(out_dir / rung.file))
+            decompose_layernorm(model)
+            path = dest / rung.file
+            with atomic_path(path) as tmp:
+                onnx.save(model, str(tmp))
+            err = _graph_parity(out_dir / rung.file, path, manifest)
+            if err > (tolerance if rung.precision == "fp32" else INT8_TOLERANCE):
+                raise CKDError(f"{path}: decomposed LayerNorm differs from the fused graph by {err:.2e}")
+            rungs.append(Rung.from_file(path, rung.keep_ratio, rung.precision))
+        variant = dataclasses.replace(manifest, rungs=rungs, target=graph_target((gen,)), directory=dest)
+        require_parseable(variant, (gen,))
+        _save_with_reference(variant, dest)
+    _save_with_reference(manifest, out_dir)
+
+
+def _save_with_reference(manifest: Manifest, directory: Path) -> None:
+    """FP32 graphs for TensorRT get their reference outputs (the device's fidelity check) before the manifest."""
+    from edge.trt.reference import make_reference
+
+    manifest.directory = directory
+    if manifest.target and manifest.target.get("tensorrt") and all(r.precision == "fp32" for r in manifest.rungs):
+        make_reference(manifest)
+    manifest.save(directory)
+
+
+def _graph_parity(a: Path, b: Path, manifest: Manifest, seed: int = 2) -> float:
+    """Max abs output difference of two graphs of the same rung on random inputs (ONNX Runtime)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    inputs = {k: rng.standard_normal(manifest.inputs[k]).astype(np.float32) for k in INPUT_NAMES}
+    outs = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(list(OUTPUT_NAMES), inputs) for p in (a, b)
+    ]
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(*outs, strict=True))

@@ -17,13 +17,19 @@ from calibration.sampler import Tap
 from calibration.sources import Clip
 from calibration.store import MANIFEST as CALIB_MANIFEST
 from calibration.store import load_calibration
-from ckd.atomic import atomic_path
+from ckd.atomic import atomic_path, write_bytes_atomic
 from ckd.errors import CKDError
 from edge.export import check_rung
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
+from edge.trt.targets import graph_target
 from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
 from quantize.policy import check_policy
 from quantize.ptq import quantize_rung
+from quantize.trt_qdq import activation_scales, calibration_cache, quantize_trt
+
+FORMATS = ("ort", "trt")
+CACHE_NAME = "calib.cache"  # TensorRT 8.x calibration cache written beside TensorRT Q/DQ graphs
+CACHE_TENSORRT = "8.5.2"  # the header's version; `ckd build` restamps it with the device's TensorRT
 
 
 def quantize_export(
@@ -34,10 +40,19 @@ def quantize_export(
     engine: str = "ort",
     method: str = "percentile",
     progress: bool = False,
+    fmt: str = "ort",
 ) -> Manifest:
-    """Quantize the FP32 rungs of `onnx_dir` (all, or `keep_ratios`) into `out_dir`; manifest written last."""
+    """Quantize the FP32 rungs of `onnx_dir` (all, or `keep_ratios`) into `out_dir`; manifest written last.
+
+    `fmt` "ort": the ONNX Runtime CPU graphs (`quantize.ptq`). "trt": TensorRT's symmetric INT8 Q/DQ
+    (`quantize.trt_qdq`) for the TensorRT generations of the export, checked by `edge.trt.lint`, with the
+    `trt8.5/` sub-export when the export has one and a calibration cache for the TensorRT 8.x route.
+    """
     import onnx
     from tqdm import tqdm
+
+    if fmt not in FORMATS:
+        raise CKDError(f"unknown INT8 format {fmt!r}; choose from {', '.join(FORMATS)}")
 
     src = Manifest.load(onnx_dir)
     cal = load_calibration(calib_dir)
@@ -55,7 +70,10 @@ def quantize_export(
     for rung in tqdm(rungs, desc="quantize", unit="rung", disable=not progress):
         dst = out_dir / rung_filename(rung.keep_ratio, "int8")
         with atomic_path(dst) as tmp:
-            quantize_rung(src.path(rung), tmp, cal, engine, method)
+            if fmt == "trt":
+                quantize_trt(src.path(rung), tmp, cal, method)
+            else:
+                quantize_rung(src.path(rung), tmp, cal, engine, method)
             audit = check_policy(onnx.load(str(tmp)))
             if audit["violations"]:
                 raise CKDError(f"{dst.name}: precision policy violated by {', '.join(audit['violations'][:5])}")
@@ -72,10 +90,36 @@ def quantize_export(
             "manifest_sha256": sha256_file(Path(calib_dir) / CALIB_MANIFEST),
             "engine": engine,
             "method": method,
+            "format": fmt,
         },
         directory=None,
     )
-    manifest.save(out_dir)
+    if fmt == "ort":
+        manifest.target = graph_target(())
+        manifest.save(out_dir)
+        return manifest
+    return _trt_targets(manifest, src, out_dir)
+
+
+def _trt_targets(manifest: Manifest, src: Manifest, out_dir: Path) -> Manifest:
+    """TensorRT INT8 folder: the calibration cache (from the Q/DQ scales), the lint, the sub-exports, the manifest."""
+    import onnx
+
+    from edge.export import write_target_exports
+    from edge.trt.targets import split_targets
+
+    scales = {}
+    for rung in manifest.rungs:
+        scales |= activation_scales(onnx.load(str(out_dir / rung.file)))
+    write_bytes_atomic(out_dir / CACHE_NAME, calibration_cache(scales, CACHE_TENSORRT))
+    manifest.calibration["cache"] = CACHE_NAME
+    gens = (src.target or {}).get("tensorrt") or []
+    subs = [g for g in ("8.5",) if (src.directory / f"trt{g}" / MANIFEST_NAME).is_file()]
+    main, _ = split_targets(gens)
+    if not main:
+        raise CKDError(f"{src.directory}: not exported for TensorRT (re-export with `ckd export --trt all`)")
+    manifest.target = graph_target(main)
+    write_target_exports(manifest, out_dir, subs)
     return manifest
 
 

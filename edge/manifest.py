@@ -70,6 +70,8 @@ class Manifest:
 
     `calibration` (optional) describes INT8 calibration; its `cache` key, when present, names a TensorRT
     calibration cache file beside the manifest (used by `ckd build` on TensorRT 8.x without Q/DQ rungs).
+    `target` (optional) names what the graphs are for: `{"tensorrt": ["8.6", "10"], "layernorm": "node"}`
+    (`edge.trt.targets`); None for exports older than that.
     """
 
     config: dict
@@ -79,7 +81,8 @@ class Manifest:
     outputs: dict[str, list[int]]
     rungs: list[Rung]
     calibration: dict | None = None
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    target: dict | None = None
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     kit_version: str = __version__
     format: str = FORMAT
     directory: Path | None = field(default=None, compare=False, repr=False)
@@ -102,6 +105,7 @@ class Manifest:
             "outputs": {k: list(v) for k, v in self.outputs.items()},
             "rungs": [asdict(r) for r in self.rungs],
             "calibration": self.calibration,
+            "target": self.target,
             "created": self.created,
             "kit_version": self.kit_version,
         }
@@ -125,6 +129,7 @@ class Manifest:
                 outputs={k: [int(x) for x in v] for k, v in d["outputs"].items()},
                 rungs=rungs,
                 calibration=d.get("calibration"),
+                target=d.get("target"),
                 created=str(d.get("created", "")),
                 kit_version=str(d.get("kit_version", "")),
             )

@@ -63,7 +63,7 @@ class CKDConfig:
         """Expand a keep ratio (None = configured, a float, or one per CE layer) to one float per CE layer."""
         if keep_ratio is None:
             keep_ratio = self.ce_keep_ratio
-        if isinstance(keep_ratio, int | float):
+        if isinstance(keep_ratio, (int, float)):
             ratios = [float(keep_ratio)] * len(self.ce_loc)
         else:
             ratios = [float(r) for r in keep_ratio]

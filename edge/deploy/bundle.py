@@ -34,6 +34,7 @@ from edge.deploy.scripts import INSTALL_SH, REQUIREMENTS_EDGE, SERVICE_NAME, SER
 from edge.deploy.verify import NAMESPACE, SIG_NAME, SUMS_NAME, verify_tree
 from edge.export import check_rung
 from edge.manifest import MANIFEST_NAME, Manifest, sha256_file
+from edge.trt.onnx_support import GENERATIONS
 from edge.trt.reference import make_reference
 
 BUNDLE_FORMAT = "ckd-bundle/1"
@@ -129,6 +130,22 @@ def _copy_export(export: Manifest, dest: Path) -> Manifest:
     return dataclasses.replace(export, directory=dest)
 
 
+def _copy_graphs(export: Manifest, dest: Path, tensorrt: tuple[str, ...]) -> None:
+    """For every TensorRT generation with graphs of its own (trt8.5/), that sub-export into `dest`, with reference
+    outputs made from the copied rungs; every folder is checked offline for the generations it serves (CKDError:
+    TensorRT would refuse a node)."""
+    from edge.trt.lint import require_parseable
+    from edge.trt.targets import folders_for
+
+    for gen, folder in folders_for(export.directory, tensorrt).items():
+        graphs = Manifest.load(folder)
+        require_parseable(graphs, (gen,))
+        if folder != export.directory and not (dest / folder.name).is_dir():
+            copied = _copy_export(graphs, dest / folder.name)
+            if all(r.precision == "fp32" for r in graphs.rungs):
+                make_reference(copied)
+
+
 def write_sums(root: Path) -> Path:
     """`SHA256SUMS` in `sha256sum` format for every file below `root`, sorted by path."""
     lines = [
@@ -178,13 +195,15 @@ def make_bundle(
     build_args: Sequence[str] = (),
     run_args: Sequence[str] = DEFAULT_RUN_ARGS,
     sign_key: str | Path | None = None,
+    tensorrt: tuple[str, ...] = GENERATIONS,
 ) -> Path:
     """Pack a bundle to `out` (.tar.gz, written atomically); returns its path.
 
     `run_args` are the words of the service's `ckd run` command (default `DEFAULT_RUN_ARGS`; set the sensors
     and `--init` for the rig with `ckd flash --run-args`); `build_args` are extra `ckd build` words (e.g.
     `--precision fp16`). `@PREFIX@` in them becomes the install prefix; every word is escaped for the unit
-    file (`edge.deploy.escape`). `sign_key`: an ssh private key that signs `SHA256SUMS`.
+    file (`edge.deploy.escape`). `sign_key`: an ssh private key that signs `SHA256SUMS`. `tensorrt`: the
+    TensorRT generations the bundle serves (graphs for each, checked offline).
     """
     export = Manifest.load(export_dir)
     check_export(export, "fp32", "--onnx")
@@ -201,8 +220,10 @@ def make_bundle(
     with tempfile.TemporaryDirectory(prefix="ckd-bundle-") as tmp:
         root = Path(tmp) / top
         make_reference(_copy_export(export, root / "model"))  # the device's fidelity gate, from these very rungs
+        _copy_graphs(export, root / "model", tensorrt)
         if int8 is not None:
             _copy_export(int8, root / "model-int8")
+            _copy_graphs(int8, root / "model-int8", tensorrt)
         (root / "wheels").mkdir()
         if wheel:
             shutil.copyfile(wheel, root / "wheels" / wheel.name)
@@ -220,6 +241,7 @@ def make_bundle(
             "checkpoint_sha256": export.checkpoint_sha256,
             "keep_ratios": list(export.keep_ratios),
             "int8": int8 is not None,
+            "tensorrt": list(tensorrt),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "service": {"build_args": build_words, "run_args": list(run_args)},
         }
