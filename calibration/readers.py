@@ -1,5 +1,6 @@
-"""Calibration data for the quantizers: ONNX Runtime `CalibrationDataReader`, NVIDIA Model Optimizer arrays,
-and a TensorRT batch stream (the TRT 8.5 fallback builds INT8 engines from a calibrator and caches its scales)."""
+"""Calibration data for the quantizers: ONNX Runtime `CalibrationDataReader`, NVIDIA Model Optimizer arrays, and
+fixed-size batches for a TensorRT calibrator. (TensorRT's own 8.x calibrator route replays a cache written on the
+host from the Q/DQ scales, `calibration.trt_cache`: no CUDA context is made here.)"""
 
 from __future__ import annotations
 
@@ -62,41 +63,3 @@ class TrtBatchStream:
             for k in INPUT_NAMES:
                 self._buffers[k][i] = sample[k][0]
         return self._buffers
-
-
-def trt_calibrator(cal: CalibrationSet, cache_path: str, batch_size: int = 1):
-    """A `tensorrt.IInt8EntropyCalibrator2` fed by `TrtBatchStream` through pycuda device buffers (Jetson only)."""
-    import pycuda.autoinit  # noqa: F401 - creates the CUDA context
-    import pycuda.driver as cuda
-    import tensorrt as trt
-
-    stream = TrtBatchStream(cal, batch_size)
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            super().__init__()
-            self.device = {k: cuda.mem_alloc(int(np.prod(s)) * 4) for k, s in stream.shapes.items()}
-
-        def get_batch_size(self) -> int:
-            return stream.batch_size
-
-        def get_batch(self, names):
-            batch = stream.next_batch()
-            if batch is None:
-                return None
-            for k in names:
-                cuda.memcpy_htod(self.device[k], batch[k])
-            return [int(self.device[k]) for k in names]
-
-        def read_calibration_cache(self):
-            try:
-                with open(cache_path, "rb") as f:
-                    return f.read()
-            except OSError:
-                return None
-
-        def write_calibration_cache(self, cache) -> None:
-            with open(cache_path, "wb") as f:
-                f.write(bytes(cache))
-
-    return Calibrator()

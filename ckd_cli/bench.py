@@ -71,6 +71,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seconds per GEMM ceiling probe at start and end, half that before and after each row; 0 skips "
         "(%(default)s)",
     )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --backends tensorrt alone: benchmark the engines `ckd build` selected for this export on the "
+        "device (JetPack Python, no torch): end-to-end and GPU latency per rung, FPS, power, nvpmodel and clocks",
+    )
+    p.add_argument("--cuda-graphs", action="store_true", help="--model-dir: replay each rung as a CUDA graph")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="exported/quantized graphs (%(default)s)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the full results")
     p.add_argument("--markdown", type=Path, default=None, metavar="OUT.md", help="write the table (also printed)")
@@ -106,10 +115,35 @@ def _load_models(args: argparse.Namespace) -> list:
     return models
 
 
+def run_device(args: argparse.Namespace) -> int:
+    """`ckd bench --backends tensorrt --model-dir DIR`: the on-device TensorRT benchmark (no torch imported)."""
+    from ckd.errors import CKDError
+    from edge.trt.bench import bench_tensorrt, markdown, write_reports
+
+    if args.backends != ["tensorrt"]:
+        raise CKDError("--model-dir benchmarks built TensorRT engines: use it with --backends tensorrt alone")
+    if args.frames < 2 or args.warmup < 0:
+        raise CKDError("--frames must be >= 2 and --warmup >= 0")
+    doc = bench_tensorrt(
+        args.model_dir,
+        frames=args.frames,
+        warmup=args.warmup,
+        keep_ratios=sorted(set(args.keep_ratios)),
+        cuda_graphs=args.cuda_graphs,
+        seed=args.seed,
+    )
+    print(markdown(doc))
+    write_reports(doc, args.json, args.markdown)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from ckd.errors import CKDError
+
+    if args.model_dir is not None:
+        return run_device(args)
     from edge.bench import env, report
     from edge.bench.clip import dataset_clip, synthetic_clip
     from edge.bench.roofline import best_ceilings, count_macs, gemm_ceilings

@@ -13,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rungs) on the device that will run them. Engines are cached under a key of model sha256, rung, precision, "
         "TensorRT version, device and DLA core, and rebuilt with a one-line reason when any of these changes. "
         "`best` builds FP16 and INT8 side by side, times both on the GPU, checks both against the reference "
-        "outputs (reference.npz, made with ONNX Runtime if missing) and keeps the faster one that passes.",
+        "outputs made on the host (reference.npz, from `ckd export` / `ckd flash`) and keeps the faster one that "
+        "passes; an engine that fails to build or to pass is recorded with its reason in engines/selection.json and "
+        "the others are kept. The graphs are the ones exported for this TensorRT (DIR or DIR/trt8.5). Runs on the "
+        "device profile (JetPack Python, no torch / onnx / onnxruntime).",
     )
     p.add_argument("--onnx", required=True, metavar="DIR", help="export directory (manifest.json + ckd_k*.onnx)")
     p.add_argument(
@@ -25,22 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="engine precision (default: what the device profile recommends, `best` on Jetson Orin/Xavier)",
     )
-    p.add_argument("--dla", type=int, default=None, metavar="N", help="build for DLA core N with GPU fallback")
+    p.add_argument(
+        "--dla", type=int, default=None, metavar="N", help="build for DLA core N with GPU fallback (FP16/INT8 only)"
+    )
     p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace limit (default 1024)")
     p.add_argument("--cache", default=None, metavar="DIR", help="engine cache directory (default DIR/engines)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from edge import devices
     from edge.manifest import Manifest
     from edge.trt.build import build_all
     from edge.trt.flags import detect, import_tensorrt
-    from edge.trt.reference import REFERENCE_NAME, make_reference
 
-    export = Manifest.load(args.onnx)  # checksums first: a broken export fails before anything is built
+    Manifest.load(args.onnx)  # checksums first: a broken export fails before anything is built
     trt = import_tensorrt()
     features = detect(trt)
     features.require_supported()
@@ -48,9 +50,6 @@ def run(args: argparse.Namespace) -> int:
     device.check_supported()
     precision = args.precision or device.profile.default_precision
     print(f"device: {device.name} (sm {device.profile.compute_capability}), TensorRT {features.version}, {precision}")
-    if not (Path(args.onnx) / REFERENCE_NAME).is_file():
-        print(f"making {REFERENCE_NAME} with ONNX Runtime")
-        make_reference(export)
     path = build_all(
         args.onnx,
         precision,

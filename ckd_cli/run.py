@@ -119,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
         display=args.display,
     )
     loop = DualSensorLoop(rgb, tir, Tracker(backend), args.out, options, calibration)
-    report = loop.run()
+    try:
+        report = loop.run()
+    finally:
+        if hasattr(backend, "close"):  # TensorRT: CUDA graphs, events, stream and pinned buffers
+            backend.close()
     e2e, model = report["end_to_end"], report["model"]
     print(
         f"{report['frames_processed']} frames ({report['frames_skipped']} skipped, {report['frames_dropped']} dropped "

@@ -17,6 +17,7 @@ from calibration.sampler import Tap
 from calibration.sources import Clip
 from calibration.store import MANIFEST as CALIB_MANIFEST
 from calibration.store import load_calibration
+from calibration.trt_cache import write_cache
 from ckd.atomic import atomic_path, write_bytes_atomic
 from ckd.errors import CKDError
 from edge.export import check_rung
@@ -25,7 +26,7 @@ from edge.trt.targets import graph_target
 from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
 from quantize.policy import check_policy
 from quantize.ptq import quantize_rung
-from quantize.trt_qdq import activation_scales, calibration_cache, quantize_trt
+from quantize.trt_qdq import activation_scales, quantize_trt
 
 FORMATS = ("ort", "trt")
 CACHE_NAME = "calib.cache"  # TensorRT 8.x calibration cache written beside TensorRT Q/DQ graphs
@@ -111,7 +112,7 @@ def _trt_targets(manifest: Manifest, src: Manifest, out_dir: Path) -> Manifest:
     scales = {}
     for rung in manifest.rungs:
         scales |= activation_scales(onnx.load(str(out_dir / rung.file)))
-    write_bytes_atomic(out_dir / CACHE_NAME, calibration_cache(scales, CACHE_TENSORRT))
+    write_bytes_atomic(out_dir / CACHE_NAME, write_cache(scales, CACHE_TENSORRT))
     manifest.calibration["cache"] = CACHE_NAME
     gens = (src.target or {}).get("tensorrt") or []
     subs = [g for g in ("8.5",) if (src.directory / f"trt{g}" / MANIFEST_NAME).is_file()]

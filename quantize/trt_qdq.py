@@ -7,17 +7,14 @@ the precision policy allows (`quantize.policy`), their outputs left float, so ev
 inputs and nothing forces a requantization between a GEMM and the skip connection. The quantizer is ONNX Runtime's
 `quantize_static` (QDQ format) with those settings; the ranges come from the same calibration set as the CPU graphs.
 
-`calibration_cache` turns the activation scales of a Q/DQ graph into a TensorRT calibration cache for the legacy
-8.x route (an FP32 graph built with the INT8 flag and a calibrator that replays the cache).
+`activation_scales` reads a Q/DQ graph's activation scales back, for the TensorRT 8.x calibration cache
+(`calibration.trt_cache`).
 """
 
 from __future__ import annotations
 
-import struct
 import warnings
 from pathlib import Path
-
-import numpy as np
 
 from calibration.readers import ort_reader
 from calibration.store import CalibrationSet
@@ -80,30 +77,3 @@ def activation_scales(model) -> dict[str, float]:
         if scale is not None and scale.size == 1:
             scales[node.input[0]] = float(scale.reshape(-1)[0])
     return scales
-
-
-def cache_header(tensorrt_version: str) -> str:
-    """First line of a TensorRT entropy calibration cache: `TRT-<NV_TENSORRT_VERSION>-EntropyCalibration2`
-    (8.5.2 -> 8502: major * 1000 + minor * 100 + patch)."""
-    parts = [int("".join(ch for ch in p if ch.isdigit()) or 0) for p in str(tensorrt_version).split(".")[:3]]
-    major, minor, patch = (parts + [0, 0])[:3]
-    return f"TRT-{major * 1000 + minor * 100 + patch}-EntropyCalibration2"
-
-
-def calibration_cache(scales: dict[str, float], tensorrt_version: str) -> bytes:
-    """A TensorRT calibration cache: the header line, then `tensor: <float32 scale as big-endian hex>` lines."""
-    lines = [cache_header(tensorrt_version)]
-    for name, scale in sorted(scales.items()):
-        if not np.isfinite(scale) or scale <= 0:
-            raise CKDError(f"tensor {name}: scale {scale} cannot go into a calibration cache")
-        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
-    return ("\n".join(lines) + "\n").encode("ascii")
-
-
-def cache_scales(cache: bytes) -> dict[str, float]:
-    """The scales of a calibration cache (inverse of `calibration_cache`, header skipped)."""
-    out = {}
-    for line in cache.decode("ascii").splitlines()[1:]:
-        name, _, hexval = line.rpartition(": ")
-        out[name] = struct.unpack(">f", bytes.fromhex(hexval))[0]
-    return out

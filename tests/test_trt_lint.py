@@ -170,22 +170,6 @@ def _old_export(model, keep_ratio, path, monkeypatch):
     return onnx.load(str(path))
 
 
-@pytest.fixture(scope="module")
-def demo_graphs(tmp_path_factory):
-    """The demo student exported, calibrated and quantized through the CLI: fp32 (all TensorRT generations),
-    TensorRT INT8 and the ONNX Runtime CPU INT8 graphs."""
-    root = tmp_path_factory.mktemp("trt_lint")
-    fp32, calib = root / "fp32", root / "calib"
-    assert main(["export", "--out", str(fp32), "--keep-ratios", "1.0,0.7"]) == 0
-    assert main(["calibrate", "--model", str(fp32), "--out", str(calib), "--frames", "16"]) == 0
-    assert (
-        main(["quantize", "--onnx", str(fp32), "--calib", str(calib), "--out", str(root / "trt"), "--format", "trt"])
-        == 0
-    )
-    assert main(["quantize", "--onnx", str(fp32), "--calib", str(calib), "--out", str(root / "ort")]) == 0
-    return root
-
-
 def test_graphs_before_issue_13_fail_for_its_four_reasons(demo_graphs, tmp_path, monkeypatch):
     # 1. LayerNormalization on TensorRT 8.5
     ln = lint_export(Manifest.load(demo_graphs / "fp32"), "8.5")

@@ -251,7 +251,7 @@ class SyntheticSequence:
     @staticmethod
     def _hold(key_t: np.ndarray, key_xy: np.ndarray, keys: set[int], hold: float) -> tuple[np.ndarray, np.ndarray]:
         ts, xys = [], []
-        for k, (t, xy) in enumerate(zip(key_t, key_xy, strict=True)):
+        for k, (t, xy) in enumerate(zip(key_t, key_xy)):
             if k in keys and 0 < k < len(key_t) - 1:
                 ts += [t - hold / 2, t + hold / 2]
                 xys += [xy, xy]

@@ -5,11 +5,13 @@ contexts; their addresses are bound by tensor name once (`set_tensor_address`) a
 `execute_async_v3`. On Jetson the buffers are mapped host memory: `input_buffers()` returns arrays the
 GPU reads directly (zero copy). On a discrete GPU the inputs are copied up and the outputs down
 asynchronously on the same stream. With `cuda_graphs=True` each rung's launch is captured once and replayed.
+Engines built for a DLA core are deserialized with `runtime.DLA_core` set to it. `close()` (or leaving a `with`
+block) destroys the graphs, events, stream and buffers; a backend that fails half-way through construction
+releases what it had made.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,10 +22,9 @@ from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES, input_shapes, output_sh
 from edge.devices import Device
 from edge.manifest import Manifest
 from edge.trt import cache
-from edge.trt.cuda import Cuda, HostBuffer
+from edge.trt.cuda import Cuda, HostBuffer, StreamRunner
 from edge.trt.flags import detect, import_tensorrt
-
-SELECTION_NAME = "selection.json"
+from edge.trt.selection import SELECTION_NAME, read_selection, verify_keys
 
 
 class TensorRTBackend:
@@ -42,6 +43,7 @@ class TensorRTBackend:
         cuda_graphs: bool = False,
         default_keep_ratio: float | None = None,
         precisions: Mapping[float, str] | None = None,
+        dla_core: int | None = None,
     ) -> None:
         if not engines:
             raise CKDError("TensorRT backend needs at least one engine")
@@ -53,23 +55,36 @@ class TensorRTBackend:
         self.default_keep_ratio = default_keep_ratio if default_keep_ratio is not None else self.keep_ratios[-1]
         self.zero_copy, self.cuda_graphs = zero_copy, cuda_graphs
         self.precisions = dict(precisions or {})  # rung -> engine precision, for reports
-        self.cuda = Cuda()
-        self.stream = self.cuda.stream()
-        self._start, self._end = self.cuda.event(), self.cuda.event()
         self.last_gpu_ms = float("nan")
-        shapes = input_shapes(template_size, search_size) | output_shapes(search_size // patch_size)
-        self._buffers = {n: HostBuffer(self.cuda, s, np.float32, mapped=zero_copy) for n, s in shapes.items()}
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self._engines, self._contexts, self._graphs = {}, {}, {}
-        for ratio, blob in engines.items():
-            engine = self._runtime.deserialize_cuda_engine(blob)
-            if engine is None:
-                raise CKDError(f"keep ratio {ratio:.2f}: TensorRT could not deserialize the engine (rebuild it)")
-            self._check_io(trt, engine, shapes, ratio)
-            context = engine.create_execution_context()
-            for name in shapes:
-                context.set_tensor_address(name, self._buffers[name].device_ptr)
-            self._engines[ratio], self._contexts[ratio] = engine, context
+        self.cuda = Cuda()
+        self._buffers: dict[str, HostBuffer] = {}
+        self._engines, self._contexts = {}, {}
+        self._runner = StreamRunner(self.cuda, graphs=cuda_graphs)
+        try:
+            shapes = {**input_shapes(template_size, search_size), **output_shapes(search_size // patch_size)}
+            for name, shape in shapes.items():
+                self._buffers[name] = HostBuffer(self.cuda, shape, np.float32, mapped=zero_copy)
+            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            if dla_core is not None:
+                self._runtime.DLA_core = int(dla_core)
+            for ratio, blob in engines.items():
+                engine = self._runtime.deserialize_cuda_engine(blob)
+                if engine is None:
+                    raise CKDError(f"keep ratio {ratio:.2f}: TensorRT could not deserialize the engine (rebuild it)")
+                self._check_io(trt, engine, shapes, ratio)
+                context = engine.create_execution_context()
+                for name in shapes:
+                    context.set_tensor_address(name, self._buffers[name].device_ptr)
+                self._engines[ratio], self._contexts[ratio] = engine, context
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> TensorRTBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @staticmethod
     def _check_io(trt, engine, shapes: dict[str, tuple[int, ...]], ratio: float) -> None:
@@ -91,18 +106,16 @@ class TensorRTBackend:
 
     def _enqueue(self, ratio: float) -> None:
         for name in INPUT_NAMES:
-            self._buffers[name].to_device(self.stream)
-        if not self._contexts[ratio].execute_async_v3(int(self.stream)):
+            self._buffers[name].to_device(self._runner.stream)
+        if not self._contexts[ratio].execute_async_v3(int(self._runner.stream)):
             raise CKDError(f"keep ratio {ratio:.2f}: TensorRT execute_async_v3 failed")
         for name in OUTPUT_NAMES:
-            self._buffers[name].to_host(self.stream)
+            self._buffers[name].to_host(self._runner.stream)
 
-    def _capture(self, ratio: float):
-        self._enqueue(ratio)  # one plain run first: TensorRT allocates lazily, which must not happen in a capture
-        self.cuda.sync(self.stream)
-        self.cuda.begin_capture(self.stream)
-        self._enqueue(ratio)
-        return self.cuda.end_capture(self.stream)
+    @property
+    def graph_failures(self) -> dict:
+        """Rungs whose CUDA graph capture failed (they run with plain launches), with the reason."""
+        return self._runner.graph_failures
 
     def run(self, inputs: Mapping[str, np.ndarray], keep_ratio: float | None = None) -> dict[str, np.ndarray]:
         ratio = self.rung_for(keep_ratio)
@@ -110,22 +123,14 @@ class TensorRTBackend:
             buf = self._buffers[name].array
             if inputs[name] is not buf:  # the tracker writes into input_buffers(): then nothing is copied
                 np.copyto(buf, inputs[name])
-        self.cuda.call("cudaEventRecord", self._start, self.stream)
-        if self.cuda_graphs:
-            if ratio not in self._graphs:
-                self._graphs[ratio] = self._capture(ratio)
-            self.cuda.launch(self._graphs[ratio], self.stream)
-        else:
-            self._enqueue(ratio)
-        self.cuda.call("cudaEventRecord", self._end, self.stream)
-        self.cuda.sync(self.stream)
-        self.last_gpu_ms = self.cuda.elapsed_ms(self._start, self._end)
+        self.last_gpu_ms = self._runner.run(ratio, lambda: self._enqueue(ratio))
         return {name: self._buffers[name].array.copy() for name in OUTPUT_NAMES}
 
     def close(self) -> None:
+        """Destroy the execution contexts and engines, then the graphs, events, stream and buffers (idempotent)."""
         self._contexts.clear()
         self._engines.clear()
-        self._graphs.clear()
+        self._runner.close()
         for buf in self._buffers.values():
             buf.free()
 
@@ -148,24 +153,15 @@ class TensorRTBackend:
         export = Manifest.load(export_dir)
         cache_dir = Path(cache_dir) if cache_dir else Path(export_dir) / "engines"
         selection_file = cache_dir / SELECTION_NAME
-        if not selection_file.is_file():
-            raise CKDError(f"{selection_file}: no engines selected yet (run `ckd build --onnx {export_dir}`)")
-        selection = json.loads(selection_file.read_text())
+        doc = read_selection(selection_file)
         trt_version = import_tensorrt().__version__
-        exported = {r.sha256 for r in export.rungs}
-        engines, precisions = {}, {}
-        for item in selection["rungs"]:
-            key = cache.EngineKey(**item["key"])
-            here = (device.name, device.profile.compute_capability, trt_version)
-            if (key.device, key.compute_capability, key.tensorrt) != here:
-                raise CKDError(
-                    f"{selection_file}: engines were built for {key.device} / TensorRT {key.tensorrt}, "
-                    f"this is {device.name} / TensorRT {trt_version}: run `ckd build` again"
-                )
-            if key.precision != "int8" and key.model_sha256 not in exported:
-                raise CKDError(f"{selection_file}: the export changed since its engines were built: run `ckd build`")
-            engines[key.keep_ratio] = cache.load(cache_dir, key)
-            precisions[key.keep_ratio] = key.precision
+        keys = verify_keys(
+            doc, str(selection_file), Path(export_dir), device.name, device.profile.compute_capability, trt_version
+        )
+        dla = {k.dla_core for k in keys}
+        if len(dla) > 1:
+            raise CKDError(f"{selection_file}: engines for several DLA cores {sorted(dla, key=str)}: run `ckd build`")
+        engines = {k.keep_ratio: cache.load(cache_dir, k) for k in keys}
         cfg = export.ckd_config
         return cls(
             engines,
@@ -175,5 +171,6 @@ class TensorRTBackend:
             zero_copy=device.is_jetson,
             cuda_graphs=cuda_graphs,
             default_keep_ratio=export.rung(None).keep_ratio,
-            precisions=precisions,
+            precisions={k.keep_ratio: k.precision for k in keys},
+            dla_core=dla.pop(),
         )

@@ -182,12 +182,6 @@ verify "$B"
 if ! python3 -c "import tensorrt" 2>/dev/null; then
     die "python3 cannot import tensorrt; install JetPack's python3-libnvinfer first"
 fi
-L4T_MAJOR="$(sed -n 's/^# R\([0-9]*\).*/\1/p' /etc/nv_tegra_release 2>/dev/null || true)"
-case "$L4T_MAJOR" in
-    36) CUDA_PY="cuda-python>=12.2,<12.7" ;;
-    35) CUDA_PY="cuda-python>=11.4,<11.9" ;;
-    *) CUDA_PY="cuda-python" ;;
-esac
 
 # 3. The service account: a system user without login or home of its own (systemd makes its state folder).
 [ "$SERVICE" = 0 ] || systemctl stop ckd-tracker.service 2>/dev/null || true
@@ -221,8 +215,9 @@ cp -- "$B/bundle.json" "$B/ckd_config.json" "$PREFIX/"
 if [ ! -d "$PREFIX/venv" ]; then
     python3 -m venv --system-site-packages "$PREFIX/venv"
 fi
+# The kit and its device packages with --no-deps: JetPack's numpy, cv2, gi and tensorrt are never replaced.
 "$PREFIX/venv/bin/pip" install --upgrade --no-deps "$B"/wheels/*.whl
-"$PREFIX/venv/bin/pip" install -r "$B/requirements-edge.txt" "$CUDA_PY"
+"$PREFIX/venv/bin/pip" install --no-deps -r "$B/requirements-edge.txt"
 
 # 6. The service: its ExecStartPre builds the engines on first start.
 if [ "$SERVICE" = 1 ]; then
@@ -240,10 +235,11 @@ else
 fi
 """
 
-# Runtime dependencies on the device. TensorRT and OpenCV come from JetPack (system site packages);
-# torch is not needed to run engines, so the wheel is installed with --no-deps.
+# What the device lacks, installed with --no-deps: exact versions with wheels for JetPack's Python (3.8 on
+# JetPack 5 / CUDA 11.4, 3.10 on JetPack 6 / CUDA 12.x). numpy, OpenCV, PyGObject and TensorRT come from
+# JetPack (the venv sees the system site packages) and are never replaced.
 REQUIREMENTS_EDGE = """\
-numpy>=1.26
-tqdm>=4.66
-pyyaml>=6.0
+tqdm==4.70.1
+cuda-python==11.8.2; python_version < "3.10"
+cuda-python==12.6.0; python_version >= "3.10"
 """

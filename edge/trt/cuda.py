@@ -57,13 +57,83 @@ class Cuda:
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self.call("cudaStreamBeginCapture", stream, mode)
 
-    def end_capture(self, stream):
-        """End a stream capture and instantiate the graph; returns the executable graph."""
+    def end_capture(self, stream) -> tuple:
+        """End a stream capture and instantiate the graph: (graph, executable graph). On a failed instantiation
+        the captured graph is destroyed before the error is raised."""
         graph = self.call("cudaStreamEndCapture", stream)
-        return self.call("cudaGraphInstantiateWithFlags", graph, 0)
+        try:
+            return graph, self.call("cudaGraphInstantiateWithFlags", graph, 0)
+        except CKDError:
+            self.call("cudaGraphDestroy", graph)
+            raise
+
+    def abort_capture(self, stream) -> None:
+        """Take the stream out of capture mode after a failure inside the capture (the partial graph is dropped)."""
+        result = self.rt.cudaStreamEndCapture(stream)
+        graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+        if graph is not None and int(result[0]) == 0:
+            self.call("cudaGraphDestroy", graph)
 
     def launch(self, graph_exec, stream) -> None:
         self.call("cudaGraphLaunch", graph_exec, stream)
+
+
+class StreamRunner:
+    """One stream, two timing events and, with `graphs`, one CUDA graph per key (captured on first use, replayed
+    after). A capture that fails ends the capture, frees what it made and leaves that key on plain launches
+    (`graph_failures` says why). `close` destroys everything it created, once."""
+
+    def __init__(self, cuda: Cuda, graphs: bool = False) -> None:
+        self.cuda, self.graphs = cuda, graphs
+        self.stream = cuda.stream()
+        self._events: list = []
+        self._graphs: dict = {}  # key -> (graph, executable graph)
+        self.graph_failures: dict = {}
+        try:
+            self._events = [cuda.event(), cuda.event()]
+        except CKDError:
+            self.close()
+            raise
+
+    def _capture(self, key, enqueue) -> None:
+        enqueue()  # one plain run first: TensorRT allocates lazily, which must not happen in a capture
+        self.cuda.sync(self.stream)
+        self.cuda.begin_capture(self.stream)
+        try:
+            enqueue()
+        except Exception:
+            self.cuda.abort_capture(self.stream)
+            raise
+        self._graphs[key] = self.cuda.end_capture(self.stream)
+
+    def run(self, key, enqueue) -> float:
+        """Run `enqueue()` (or its graph) on the stream, wait for it; returns the GPU time in ms."""
+        start, end = self._events
+        self.cuda.call("cudaEventRecord", start, self.stream)
+        if self.graphs and key not in self._graphs and key not in self.graph_failures:
+            try:
+                self._capture(key, enqueue)
+            except CKDError as exc:
+                self.graph_failures[key] = str(exc)
+        if key in self._graphs:
+            self.cuda.launch(self._graphs[key][1], self.stream)
+        else:
+            enqueue()
+        self.cuda.call("cudaEventRecord", end, self.stream)
+        self.cuda.sync(self.stream)
+        return self.cuda.elapsed_ms(start, end)
+
+    def close(self) -> None:
+        for graph, graph_exec in self._graphs.values():
+            self.cuda.call("cudaGraphExecDestroy", graph_exec)
+            self.cuda.call("cudaGraphDestroy", graph)
+        self._graphs.clear()
+        for event in self._events:
+            self.cuda.call("cudaEventDestroy", event)
+        self._events = []
+        if self.stream is not None:
+            self.cuda.call("cudaStreamDestroy", self.stream)
+            self.stream = None
 
 
 class HostBuffer:

@@ -95,12 +95,28 @@ def network_flags(trt: ModuleType, features: TrtFeatures, strongly_typed: bool) 
 
 
 def int8_route(features: TrtFeatures, has_qdq: bool, has_calibration_cache: bool) -> str:
-    """How INT8 is built: 'strongly-typed-qdq' (10.x), 'qdq' (8.x Q/DQ + INT8 flag) or 'calibration-cache' (8.x)."""
+    """How INT8 is built: 'qdq' (the Q/DQ graph, weakly typed with the FP16 and INT8 flags, on every version) or
+    'calibration-cache' (the FP32 graph + a calibrator replaying a cache: TensorRT 8.x only).
+
+    Not strongly typed on 10.x: a strongly typed network runs every layer outside Q/DQ (LayerNorm, Softmax,
+    attention, GELU) in the graph's FP32, so INT8 would lose to FP16; weakly typed, TensorRT picks FP16 there.
+    """
     if has_qdq:
-        return "strongly-typed-qdq" if features.strongly_typed else "qdq"
+        return "qdq"
     if has_calibration_cache and features.major < 10 and features.int8_calibrator:
         return "calibration-cache"
     raise CKDError(
-        f"no INT8 source for TensorRT {features.version}: run `ckd quantize` to export Q/DQ rungs"
+        f"no INT8 source for TensorRT {features.version}: run `ckd quantize --format trt` to export Q/DQ rungs"
         + ("" if features.major >= 10 else " (or provide a calibration cache)")
     )
+
+
+def builder_flags(precision: str, dla: bool, pinned_layers: bool) -> tuple[str, ...]:
+    """`trt.BuilderFlag` names for an engine: FP16 for fp16, FP16 + INT8 for int8 (layers outside Q/DQ in FP16),
+    GPU_FALLBACK on a DLA, OBEY_PRECISION_CONSTRAINTS when layers are pinned to FP32 (decomposed LayerNorm)."""
+    flags = {"fp16": ("FP16",), "int8": ("FP16", "INT8"), "fp32": ()}[precision]
+    if dla:
+        flags += ("GPU_FALLBACK",)
+    if pinned_layers and precision != "fp32":
+        flags += ("OBEY_PRECISION_CONSTRAINTS",)
+    return flags

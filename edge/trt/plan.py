@@ -9,7 +9,7 @@ import numpy as np
 
 from ckd.errors import CKDError
 from edge.devices import DeviceProfile
-from edge.manifest import Manifest
+from edge.manifest import Manifest, sha256_file
 
 # Fidelity gate against the fp32 ONNX reference: same score-map peak cell, box within 1 % of the search crop.
 MAX_BOX_ERROR = 0.01
@@ -29,6 +29,8 @@ class RungPlan:
     int8_source: str = ""  # "qdq" (Q/DQ graph) or "calibration-cache" (fp32 graph + cache, TensorRT 8.x only)
     calibration_cache: Path | None = None
     dla_core: int | None = None
+    calibration_sha256: str | None = None
+    fp32_layernorm: bool = False  # LayerNorm decomposed (TensorRT 8.5 graphs): its layers are pinned to FP32
 
 
 def precisions_for(request: str, profile: DeviceProfile) -> tuple[str, ...]:
@@ -45,9 +47,12 @@ def precisions_for(request: str, profile: DeviceProfile) -> tuple[str, ...]:
     return wanted
 
 
-def check_dla(dla_core: int | None, profile: DeviceProfile) -> None:
+def check_dla(dla_core: int | None, profile: DeviceProfile, precisions: tuple[str, ...] = ()) -> None:
+    """A DLA core the device has, for precisions the DLA runs (FP16 and INT8 only)."""
     if dla_core is None:
         return
+    if "fp32" in precisions:
+        raise CKDError(f"--dla {dla_core}: the DLA runs FP16 and INT8 only; choose --precision fp16, int8 or best")
     if profile.dla_cores == 0:
         raise CKDError(f"{profile.name} has no DLA; drop --dla")
     if not 0 <= dla_core < profile.dla_cores:
@@ -69,29 +74,55 @@ def plan_rungs(
     from the fp32 graph plus the manifest's calibration cache when `allow_calibration_cache` (TensorRT 8.x).
     With no INT8 source at all, `best` plans FP16 only and `int8` is an error.
     """
-    check_dla(dla_core, profile)
     precisions = precisions_for(request, profile)
+    check_dla(dla_core, profile, precisions)
     fp32 = [r for r in export.rungs if r.precision == "fp32"]
     if not fp32:
         raise CKDError(f"{export.directory}: the export manifest has no fp32 rungs to build from")
     qdq_source = int8_export or export
-    cache_file = (export.calibration or {}).get("cache")
+    cache_file = (qdq_source.calibration or {}).get("cache")
+    pinned = (export.target or {}).get("layernorm") == "decomposed"
     plans = []
     for rung in sorted(fp32, key=lambda r: -r.keep_ratio):
         for precision in precisions:
             if precision != "int8":
-                plans.append(RungPlan(rung.keep_ratio, precision, export.path(rung), rung.sha256, dla_core=dla_core))
+                plans.append(
+                    RungPlan(
+                        rung.keep_ratio,
+                        precision,
+                        export.path(rung),
+                        rung.sha256,
+                        dla_core=dla_core,
+                        fp32_layernorm=pinned,
+                    )
+                )
                 continue
             qdq = [r for r in qdq_source.rungs if r.precision == "int8" and abs(r.keep_ratio - rung.keep_ratio) < 1e-6]
             if qdq:
                 plans.append(
-                    RungPlan(rung.keep_ratio, "int8", qdq_source.path(qdq[0]), qdq[0].sha256, "qdq", dla_core=dla_core)
+                    RungPlan(
+                        rung.keep_ratio,
+                        "int8",
+                        qdq_source.path(qdq[0]),
+                        qdq[0].sha256,
+                        "qdq",
+                        dla_core=dla_core,
+                        fp32_layernorm=(qdq_source.target or {}).get("layernorm") == "decomposed",
+                    )
                 )
             elif allow_calibration_cache and cache_file:
-                cache = export.calibration_cache()  # a plain, checksummed file beside the manifest
+                cache = qdq_source.calibration_cache()  # a plain, checksummed file beside the manifest
                 plans.append(
                     RungPlan(
-                        rung.keep_ratio, "int8", export.path(rung), rung.sha256, "calibration-cache", cache, dla_core
+                        rung.keep_ratio,
+                        "int8",
+                        export.path(rung),
+                        rung.sha256,
+                        "calibration-cache",
+                        cache,
+                        dla_core,
+                        sha256_file(cache),
+                        pinned,
                     )
                 )
             elif request == "best":
@@ -138,8 +169,18 @@ class Candidate:
     fidelity: Fidelity
 
 
+def gate_reason(c: Candidate) -> str:
+    """One line: why an engine fails the fidelity gate."""
+    f = c.fidelity
+    return (
+        f"fidelity gate: box error {f.box_error:.4f} (max {MAX_BOX_ERROR}), score error {f.score_error:.4f} "
+        f"(max {MAX_SCORE_ERROR}), peak {'same' if f.peak_match else 'moved'}"
+    )
+
+
 def choose_best(candidates: list[Candidate]) -> dict[float, Candidate]:
-    """Per rung, the engine to keep: fastest that passes the gate; INT8 only if clearly faster than FP16."""
+    """Per rung, the engine to keep: fastest that passes the gate; INT8 only if clearly faster than FP16.
+    A rung where nothing passes has no entry (its failures are reported by the caller)."""
     by_rung: dict[float, list[Candidate]] = {}
     for c in candidates:
         by_rung.setdefault(round(c.keep_ratio, 4), []).append(c)
@@ -147,11 +188,7 @@ def choose_best(candidates: list[Candidate]) -> dict[float, Candidate]:
     for ratio, group in sorted(by_rung.items()):
         passing = [c for c in group if c.fidelity.passed]
         if not passing:
-            worst = ", ".join(
-                f"{c.precision}: box {c.fidelity.box_error:.4f}, peak {'ok' if c.fidelity.peak_match else 'moved'}"
-                for c in group
-            )
-            raise CKDError(f"keep ratio {ratio:.2f}: no engine passes the fidelity gate ({worst})")
+            continue
         fp16 = next((c for c in passing if c.precision == "fp16"), None)
         int8 = next((c for c in passing if c.precision == "int8"), None)
         if fp16 and int8:

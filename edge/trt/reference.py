@@ -40,7 +40,7 @@ def make_reference(export: Manifest, seed: int = 0) -> Path:
             continue
         session = ort.InferenceSession(str(export.path(rung)), providers=["CPUExecutionProvider"])
         outs = session.run(list(OUTPUT_NAMES), inputs)
-        arrays |= {f"{_rung_key(rung.keep_ratio)}/{name}": out for name, out in zip(OUTPUT_NAMES, outs, strict=True)}
+        arrays.update({f"{_rung_key(rung.keep_ratio)}/{name}": out for name, out in zip(OUTPUT_NAMES, outs)})
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     path = export.directory / REFERENCE_NAME
