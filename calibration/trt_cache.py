@@ -13,10 +13,11 @@ ALGORITHM = "EntropyCalibration2"
 
 
 def nv_tensorrt_version(version: str) -> int:
-    """NV_TENSORRT_VERSION of a version string ('8.5.2.2' -> 8502: major * 1000 + minor * 100 + patch)."""
+    """NV_TENSORRT_VERSION of a version string: 8.x major * 1000 + minor * 100 + patch ('8.5.2.2' -> 8502),
+    10.x major * 10000 + minor * 100 + patch ('10.3.0' -> 100300, as in 10.x caches 'TRT-100300-...')."""
     parts = [int("".join(ch for ch in p if ch.isdigit()) or 0) for p in str(version).split(".")[:3]]
     major, minor, patch = (parts + [0, 0])[:3]
-    return major * 1000 + minor * 100 + patch
+    return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
 
 
 def header(tensorrt_version: str) -> str:

@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 import pytest
 
 from ckd.errors import CKDError
-from edge.trt.flags import detect, int8_route, network_flags
+from edge.trt.flags import builder_flags, detect, int8_route, network_flags
 
 
 def fake_trt(version: str):
@@ -46,8 +46,9 @@ def test_trt10_shape():
     f.require_supported()
     assert network_flags(trt, f, strongly_typed=True) == 1 << 1
     assert network_flags(trt, f, strongly_typed=False) == 0
-    assert int8_route(f, has_qdq=True, has_calibration_cache=True) == "strongly-typed-qdq"
-    with pytest.raises(CKDError, match="ckd quantize"):
+    # weakly typed with FP16 + INT8: layers outside Q/DQ run FP16, not the FP32 a strongly typed graph forces
+    assert int8_route(f, has_qdq=True, has_calibration_cache=True) == "qdq"
+    with pytest.raises(CKDError, match="ckd quantize --format trt"):
         int8_route(f, has_qdq=False, has_calibration_cache=True)  # no calibrator path on 10.x
 
 
@@ -67,3 +68,15 @@ def test_trt82_refused():
     assert not f.named_tensors and not f.memory_pool_limit
     with pytest.raises(CKDError, match=r"TensorRT 8\.2\.1 is too old"):
         f.require_supported()
+
+
+def test_builder_flags():
+    assert builder_flags("fp16", dla=False, pinned_layers=False) == ("FP16",)
+    assert builder_flags("int8", dla=False, pinned_layers=False) == ("FP16", "INT8")
+    assert builder_flags("int8", dla=True, pinned_layers=True) == (
+        "FP16",
+        "INT8",
+        "GPU_FALLBACK",
+        "OBEY_PRECISION_CONSTRAINTS",
+    )
+    assert builder_flags("fp32", dla=False, pinned_layers=True) == ()

@@ -8,7 +8,8 @@ from toy_export import toy_export
 
 from ckd.errors import CKDError
 from edge.devices import PROFILES, profile_from_nvidia_smi
-from edge.trt.plan import Candidate, Fidelity, choose_best, fidelity, plan_rungs
+from edge.manifest import sha256_file
+from edge.trt.plan import Candidate, Fidelity, choose_best, fidelity, gate_reason, plan_rungs
 from edge.trt.reference import load_reference, make_reference
 
 ORIN = PROFILES["orin-nx"]
@@ -38,9 +39,12 @@ def test_plan_int8_sources(tmp_path):
     qdq = toy_export(tmp_path / "q", ratios=(0.7,), int8=True)
     assert plan_rungs(export, "int8", ORIN, int8_export=qdq)[0].onnx.parent == tmp_path / "q"
     export.calibration = {"cache": "calib.cache"}
-    (tmp_path / "fp32" / "calib.cache").write_bytes(b"TRT-8601-EntropyCalibration2\n")
+    with pytest.raises(CKDError, match="calib.cache: listed in manifest.json but missing"):
+        plan_rungs(export, "int8", ORIN, allow_calibration_cache=True)
+    (tmp_path / "fp32" / "calib.cache").write_bytes(b"TRT-8502-EntropyCalibration2\nx: 3c23d70a\n")
     plan = plan_rungs(export, "int8", ORIN, allow_calibration_cache=True)[0]
     assert plan.int8_source == "calibration-cache" and plan.calibration_cache == tmp_path / "fp32" / "calib.cache"
+    assert plan.onnx.name == "ckd_k0.70.onnx" and plan.calibration_sha256 == sha256_file(plan.calibration_cache)
 
 
 def test_plan_device_limits(tmp_path):
@@ -50,6 +54,8 @@ def test_plan_device_limits(tmp_path):
     with pytest.raises(CKDError, match="DLA cores 0..1"):
         plan_rungs(export, "fp16", ORIN, dla_core=2)
     assert plan_rungs(export, "fp16", ORIN, dla_core=1)[0].dla_core == 1
+    with pytest.raises(CKDError, match="the DLA runs FP16 and INT8 only"):
+        plan_rungs(export, "fp32", ORIN, dla_core=0)
     with pytest.raises(CKDError, match="no fast fp16"):
         plan_rungs(export, "fp16", profile_from_nvidia_smi("NVIDIA GeForce GTX 1080, 6.1"))
     with pytest.raises(CKDError, match="unknown precision 'fp8'"):
@@ -82,8 +88,10 @@ def test_choose_best():
         ]
     )
     assert {k: c.precision for k, c in picks.items()} == {1.0: "int8", 0.7: "fp16", 0.5: "fp16"}
-    with pytest.raises(CKDError, match="keep ratio 0.70: no engine passes the fidelity gate .*int8: box 0.0300"):
-        choose_best([Candidate(0.7, "int8", 4.0, bad)])
+    assert choose_best([Candidate(0.7, "int8", 4.0, bad), Candidate(1.0, "fp16", 9.0, good)]) == {
+        1.0: Candidate(1.0, "fp16", 9.0, good)
+    }  # a rung where nothing passes is left out; the others stay
+    assert gate_reason(Candidate(0.7, "int8", 4.0, bad)).startswith("fidelity gate: box error 0.0300 (max 0.01)")
 
 
 def test_reference_round_trip_with_onnxruntime(tmp_path):
