@@ -10,7 +10,7 @@ GST_DEBS := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-go
 
 LOCK := requirements.lock
 
-.PHONY: venv sysdeps demo test lint bench lock clean
+.PHONY: venv sysdeps demo test lint bench lock clean device-check device-check-graphs
 
 # GStreamer comes from the OS (as JetPack ships it). As root we install it; otherwise we print the command.
 sysdeps:
@@ -45,6 +45,26 @@ bench: venv
 	$(PY) -m pytest -q -m timing
 	$(CKD) bench --keep-ratios 1.0,0.7 --backends torch,onnxruntime --precisions fp32,int8 --peers \
 		--json out/bench/bench.json --markdown out/bench/bench.md --plot out/bench/bench.png
+
+# Device acceptance (Jetson or NVIDIA GPU host with TensorRT). The graphs come from the host profile:
+#   host:   make device-check-graphs          (then copy out/device-check/graphs to the device's checkout)
+#   device: make device-check                 (a venv over JetPack's Python: its TensorRT, cv2, numpy, gi)
+DEVICE_PYTHON ?= python3
+DEVICE_VENV ?= .venv-device
+DEVICE_CHECK ?= out/device-check
+
+device-check-graphs: venv
+	$(PY) -m edge.trt.device_check --prepare --graphs $(DEVICE_CHECK)/graphs
+
+device-check:
+	@test -d $(DEVICE_CHECK)/graphs/base/int8 || { echo "device-check: no graphs in $(DEVICE_CHECK)/graphs;" \
+		"run 'make device-check-graphs' on the host and copy that folder here"; exit 2; }
+	$(DEVICE_PYTHON) -m venv --system-site-packages $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/pip install -q --no-deps -e .
+	$(DEVICE_VENV)/bin/python -c "import edge.deploy.scripts as s, sys; sys.stdout.write(s.REQUIREMENTS_EDGE)" \
+		> $(DEVICE_VENV)/requirements-edge.txt
+	$(DEVICE_VENV)/bin/pip install -q --no-deps -r $(DEVICE_VENV)/requirements-edge.txt
+	$(DEVICE_VENV)/bin/python -m edge.trt.device_check --graphs $(DEVICE_CHECK)/graphs --out $(DEVICE_CHECK)/report.json
 
 # Re-resolve every dependency to the newest release pyproject.toml allows, in a scratch venv, and rewrite the
 # lock. Upgrades happen only here: run `make test` on the new lock before committing it.

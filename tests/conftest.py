@@ -11,23 +11,50 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-def _has_gpu() -> bool:
-    if shutil.which("nvidia-smi") is None and not Path("/etc/nv_tegra_release").exists():
-        return False
+def gpu_status(tegra: bool, nvidia_smi: bool, tensorrt_error: str | None) -> tuple[str, str]:
+    """What `@pytest.mark.gpu` tests do here: ("run", ""), ("skip", why) or ("fail", why).
+
+    A Jetson (/etc/nv_tegra_release) whose Python cannot import tensorrt is a broken device set-up, not a
+    machine without a GPU: its GPU tests fail loudly instead of skipping.
+    """
+    if tensorrt_error is None and (tegra or nvidia_smi):
+        return "run", ""
+    if tegra:
+        return "fail", (
+            f"this is a Jetson but `import tensorrt` fails ({tensorrt_error}): make the venv with "
+            "--system-site-packages over JetPack's python3-libnvinfer (see `make device-check`)"
+        )
+    if nvidia_smi:
+        return "skip", f"NVIDIA GPU without the TensorRT Python bindings ({tensorrt_error})"
+    return "skip", "needs an NVIDIA GPU with TensorRT"
+
+
+def _tensorrt_error() -> str | None:
     try:
         import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as exc:
+        return str(exc) or "ImportError"
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
-    if _has_gpu():
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if not gpu:
         return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with TensorRT")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    tegra = Path("/etc/nv_tegra_release").exists()
+    action, why = gpu_status(tegra, shutil.which("nvidia-smi") is not None, _tensorrt_error())
+    for item in gpu:
+        if action == "skip":
+            item.add_marker(pytest.mark.skip(reason=why))
+        elif action == "fail":
+            item.user_properties.append(("gpu_setup_broken", why))
+
+
+def pytest_runtest_setup(item):
+    """Before any fixture: a GPU test on a Jetson that cannot import tensorrt fails with the reason."""
+    broken = dict(item.user_properties).get("gpu_setup_broken")
+    if broken:
+        pytest.fail(broken, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -83,3 +83,14 @@ def test_discrete_gpu_profiles():
     assert pascal.precisions == ("int8", "fp32") and pascal.default_precision == "int8"
     with pytest.raises(CKDError, match="cannot parse nvidia-smi"):
         profile_from_nvidia_smi("No devices were found")
+
+
+def test_gpu_tests_fail_loudly_on_a_jetson_without_tensorrt():
+    from conftest import gpu_status
+
+    assert gpu_status(tegra=True, nvidia_smi=False, tensorrt_error=None) == ("run", "")
+    assert gpu_status(tegra=False, nvidia_smi=True, tensorrt_error=None) == ("run", "")
+    action, why = gpu_status(tegra=True, nvidia_smi=False, tensorrt_error="No module named 'tensorrt'")
+    assert action == "fail" and "No module named 'tensorrt'" in why and "--system-site-packages" in why
+    assert gpu_status(tegra=False, nvidia_smi=False, tensorrt_error="x")[0] == "skip"
+    assert gpu_status(tegra=False, nvidia_smi=True, tensorrt_error="x")[0] == "skip"

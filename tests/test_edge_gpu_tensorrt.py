@@ -1,115 +1,115 @@
-"""TensorRT on a real GPU (skipped without one). On a Jetson, from the checkout:
+"""TensorRT on a real GPU (skipped without one; failing, not skipping, on a Jetson whose Python cannot import
+tensorrt). Runs unchanged on a Jetson's device profile (no torch / onnx / onnxruntime):
 
-    .venv/bin/pytest -q tests/test_edge_gpu_tensorrt.py      # builds FP16 engines of the demo student (~minutes)
+    make device-check-graphs                       # on the host; copy out/device-check/graphs to the device
+    .venv-device/bin/python -m pytest -q tests/test_edge_gpu_tensorrt.py
 
-Exports the shipped demo student, builds engines with `build_all`, compares them with ONNX Runtime on the same
-inputs, tracks a synthetic sequence with both backends and runs the on-device benchmark.
+Builds FP16 and INT8 engines (`best`) of the demo student at keep 0.7 from the shipped graphs, compares them with the
+shipped reference outputs, checks the cache and CUDA-graph replay, tracks a synthetic clip and runs the benchmark.
+On a GPU host with the host profile the graphs are made on the fly when missing.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.gpu
 
-RATIOS = (1.0, 0.7)
+ROOT = Path(__file__).resolve().parents[1]
+RATIO = 0.7
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from ckd.model.checkpoint import DEMO_STUDENT, file_sha256, load_model
     from edge import devices
-    from edge.export import export_rungs
+    from edge.trt import device_check
     from edge.trt.build import build_all
     from edge.trt.flags import detect, import_tensorrt
-    from edge.trt.reference import make_reference
 
-    out = tmp_path_factory.mktemp("trt") / "export"
-    manifest, _ = export_rungs(load_model(None), out, RATIOS, file_sha256(DEMO_STUDENT))
-    make_reference(manifest)
+    graphs = Path(os.environ.get("CKD_DEVICE_GRAPHS", ROOT / "out" / "device-check" / "graphs"))
+    if not (graphs / "demo" / "int8").is_dir():
+        try:
+            import torch  # noqa: F401 - the host profile can make them here
+        except ImportError:
+            pytest.fail(f"no graphs in {graphs}: run `make device-check-graphs` on the host and copy them here")
+        device_check.prepare(graphs, models=("demo",))
+    root = tmp_path_factory.mktemp("trt") / "demo"
+    shutil.copytree(graphs / "demo", root)
     trt = import_tensorrt()
     features, device = detect(trt), devices.detect()
-    build_all(out, "fp16", device, trt, features)
-    return out, device, trt, features
+    build_all(root / "fp32", "best", device, trt, features, int8_dir=root / "int8")
+    return root, device, trt, features
 
 
-def test_fp16_engines_match_onnxruntime(built):
+def test_fp16_and_int8_engines_match_the_reference(built):
+    import json
+
     from edge.backends.tensorrt import TensorRTBackend
+    from edge.trt.build import measure
     from edge.trt.plan import fidelity
     from edge.trt.reference import load_reference
+    from edge.trt.targets import graphs_for
 
-    out, device, *_ = built
-    backend = TensorRTBackend.from_export(out, device)
-    try:
-        assert backend.keep_ratios == tuple(sorted(RATIOS)) and backend.zero_copy == device.is_jetson
-        for ratio in RATIOS:
-            inputs, ref = load_reference(out, ratio)
-            got = backend.run(inputs, keep_ratio=ratio)
-            f = fidelity(got, ref)
-            assert f.passed, f
-            assert backend.last_gpu_ms > 0
-    finally:
-        backend.close()
+    root, device, _, features = built
+    selection = json.loads((root / "fp32" / "engines" / "selection.json").read_text())
+    assert selection["failures"] == [], selection["failures"]
+    with TensorRTBackend.from_export(root / "fp32", device) as backend:
+        assert backend.keep_ratios == (RATIO,) and backend.zero_copy == device.is_jetson
+        inputs, ref = load_reference(graphs_for(root / "fp32", features.version), RATIO)
+        assert fidelity(backend.run(inputs, keep_ratio=RATIO), ref).passed
+        assert backend.last_gpu_ms > 0
+    from edge.manifest import Manifest
+    from edge.trt import cache
+
+    export = Manifest.load(graphs_for(root / "fp32", features.version))
+    for item in selection["rungs"]:
+        key = cache.EngineKey.from_record(item["key"], "selection.json")
+        _, outputs = measure(cache.load(root / "fp32" / "engines", key), export, device, RATIO, inputs, runs=3)
+        assert fidelity(outputs, ref).passed
 
 
 def test_cache_hit_and_cuda_graph_replay(built):
     from edge.backends.tensorrt import TensorRTBackend
     from edge.trt.build import build_all
     from edge.trt.reference import load_reference
+    from edge.trt.targets import graphs_for
 
-    out, device, trt, features = built
+    root, device, trt, features = built
     messages: list[str] = []
-    build_all(out, "fp16", device, trt, features, log=messages.append)
+    build_all(root / "fp32", "best", device, trt, features, int8_dir=root / "int8", log=messages.append)
     assert not any("not built yet" in m or "rebuilding" in m for m in messages), messages
-    plain = TensorRTBackend.from_export(out, device)
-    graphs = TensorRTBackend.from_export(out, device, cuda_graphs=True)
-    try:
-        inputs, _ = load_reference(out, 0.7)
-        a = plain.run(inputs, keep_ratio=0.7)
+    inputs, _ = load_reference(graphs_for(root / "fp32", features.version), RATIO)
+    with TensorRTBackend.from_export(root / "fp32", device) as plain, TensorRTBackend.from_export(
+        root / "fp32", device, cuda_graphs=True
+    ) as graphs:
+        a = plain.run(inputs, keep_ratio=RATIO)
         for _ in range(3):  # capture once, then replay
-            b = graphs.run(inputs, keep_ratio=0.7)
+            b = graphs.run(inputs, keep_ratio=RATIO)
+        assert graphs.graph_failures == {}
         np.testing.assert_allclose(b["pred_boxes"], a["pred_boxes"], atol=1e-5)
-    finally:
-        plain.close()
-        graphs.close()
 
 
-def test_tracker_on_synthetic_sequence_agrees_with_onnxruntime(built):
-    from ckd.data.synthetic import SyntheticSequence
-    from ckd.data.thermal import ThermalAGC
-    from ckd.eval.metrics import overlap
-    from ckd.track.tracker import Tracker
-    from edge.backends.onnxruntime import OrtBackend
-    from edge.backends.tensorrt import TensorRTBackend
+def test_tracker_on_synthetic_clip(built):
+    from edge.trt import device_check
 
-    out, device, *_ = built
-    seq, agc = SyntheticSequence(3, frames=40), ThermalAGC()
-    frames = []
-    for i in range(len(seq)):
-        f = seq.frame(i)
-        frames.append((f.rgb, np.repeat(agc(f.thermal16)[..., None], 3, axis=2), f.box))
-    trt_backend = TensorRTBackend.from_export(out, device)
-    boxes = {}
-    try:
-        for name, backend in (("trt", trt_backend), ("ort", OrtBackend(out))):
-            tracker = Tracker(backend)
-            tracker.init(frames[0][0], frames[0][1], frames[0][2])
-            boxes[name] = np.array([tracker.update(rgb, tir, keep_ratio=0.7)[0] for rgb, tir, _ in frames[1:]])
-    finally:
-        trt_backend.close()
-    agreement = overlap(boxes["trt"], boxes["ort"])
-    assert np.median(agreement) > 0.95 and agreement.min() > 0.5
+    root, device, *_ = built
+    result = device_check.check_track(root, device)
+    assert result["median_iou"] >= device_check.MIN_MEDIAN_IOU
 
 
-def test_bench_reports_every_rung(built, tmp_path):
+def test_bench_reports_the_rung(built, tmp_path):
     from edge.trt.bench import bench_tensorrt, write_reports
 
-    out, *_ = built
-    doc = bench_tensorrt(out, frames=20, warmup=5)
-    assert [r["keep_ratio"] for r in doc["rows"]] == sorted(RATIOS)
+    root, *_ = built
+    doc = bench_tensorrt(root / "fp32", frames=20, warmup=5)
+    assert [r["keep_ratio"] for r in doc["rows"]] == [RATIO]
     for row in doc["rows"]:
         assert 0 < row["gpu_ms"]["p50"] <= row["e2e_ms"]["p50"]
-        assert row["precision"] == "fp16" and row["fps"] > 0
+        assert row["precision"] in ("fp16", "int8") and row["fps"] > 0
     write_reports(doc, tmp_path / "bench.json", tmp_path / "bench.md")
     assert "TensorRT benchmark on" in (tmp_path / "bench.md").read_text()

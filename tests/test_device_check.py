@@ -1,0 +1,50 @@
+"""`make device-check` without a GPU: the graphs it ships are made and clean, its tracking criterion holds for the
+demo student under ONNX Runtime (FP32 and the TensorRT-format INT8 graphs), and without TensorRT it writes a
+report that fails on the first step with one clear reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ckd_cli.main import main as ckd
+from edge.backends.onnxruntime import OrtBackend
+from edge.trt import device_check
+
+
+def test_iou():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    b = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5]], float)
+    np.testing.assert_allclose(device_check.iou(a, b), [1.0, 50 / 150, 0.0])
+
+
+@pytest.mark.parametrize(("folder", "precision"), [("fp32", "fp32"), ("trt", "int8")])
+def test_tracking_criterion_holds_for_the_demo_student(demo_graphs, folder, precision):
+    result = device_check.track_clip(OrtBackend(demo_graphs / folder, precision=precision))
+    assert result["frames"] == device_check.TRACK_FRAMES - 1
+    assert result["median_iou"] >= device_check.MIN_MEDIAN_IOU + 0.15  # margin for FP16/INT8 engines
+
+
+def test_prepare_makes_clean_graphs_for_every_tensorrt(tmp_path, capsys):
+    graphs = tmp_path / "graphs"
+    device_check.prepare(graphs, models=("demo",))
+    for sub in ("fp32", "int8"):
+        assert ckd(["check-trt", str(graphs / "demo" / sub)]) == 0
+    assert (graphs / "demo" / "fp32" / "reference.npz").is_file()
+    assert (graphs / "demo" / "fp32" / "trt8.5" / "reference.npz").is_file()
+
+
+def test_without_tensorrt_the_report_fails_on_the_first_step(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    out = tmp_path / "report.json"
+    assert device_check.main(["--graphs", str(tmp_path / "none"), "--out", str(out)]) == 1
+    doc = json.loads(out.read_text())
+    assert doc["passed"] is False and [s["step"] for s in doc["steps"]] == ["environment"]
+    assert "TensorRT Python bindings not found" in doc["steps"][0]["error"]
