@@ -84,9 +84,10 @@ def test_cache_hit_and_cuda_graph_replay(built):
     build_all(root / "fp32", "best", device, trt, features, int8_dir=root / "int8", log=messages.append)
     assert not any("not built yet" in m or "rebuilding" in m for m in messages), messages
     inputs, _ = load_reference(graphs_for(root / "fp32", features.version), RATIO)
-    with TensorRTBackend.from_export(root / "fp32", device) as plain, TensorRTBackend.from_export(
-        root / "fp32", device, cuda_graphs=True
-    ) as graphs:
+    with (
+        TensorRTBackend.from_export(root / "fp32", device) as plain,
+        TensorRTBackend.from_export(root / "fp32", device, cuda_graphs=True) as graphs,
+    ):
         a = plain.run(inputs, keep_ratio=RATIO)
         for _ in range(3):  # capture once, then replay
             b = graphs.run(inputs, keep_ratio=RATIO)
