@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ckd.errors import CKDError
+
 MODELS = ("demo", "base")
 KEEP_RATIO = 0.7
 CALIBRATION_SAMPLES = {"demo": 32, "base": 8}
@@ -84,7 +86,8 @@ class Report:
         except Exception as exc:  # noqa: BLE001 - every step reports, the next one still runs
             detail, passed = None, False
             error = " ".join(str(exc).split())[:400] or type(exc).__name__
-            traceback.print_exc()
+            if not isinstance(exc, CKDError):  # the kit's own errors are one clear line; anything else shows where
+                traceback.print_exc()
         self.steps.append(
             {
                 "step": name,
