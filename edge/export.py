@@ -29,7 +29,7 @@ from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
 from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES, input_shapes, output_shapes
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename
-from edge.trt.targets import LN_FP32_MARKER, graph_target, split_targets
+from edge.trt.targets import LN_FP32_MARKER, drop_stale_subexports, graph_target, split_targets
 
 OPSET = 17
 # Bumped whenever the exported graph changes for the same weights (caches of exports key on it).
@@ -290,6 +290,8 @@ def export_rungs(
     if manifest.target["layernorm"] == "decomposed":
         for rung in rungs:
             rewrite_graph(out_dir / rung.file, decompose_layernorm)
+            if verify:
+                errors[rung.keep_ratio] = parity(model, out_dir / rung.file, rung.keep_ratio)
         manifest.rungs = [Rung.from_file(out_dir / rung.file, rung.keep_ratio) for rung in rungs]
     write_target_exports(manifest, out_dir, sub)
     return manifest, errors
@@ -314,6 +316,7 @@ def write_target_exports(manifest: Manifest, out_dir: Path, sub: Sequence[str], 
 
     manifest.directory = out_dir
     require_parseable(manifest, manifest.target["tensorrt"])
+    drop_stale_subexports(out_dir, keep=sub)
     cache = (manifest.calibration or {}).get("cache")
     for gen in sub:
         dest = out_dir / f"trt{gen}"

@@ -22,7 +22,7 @@ from ckd.atomic import atomic_path, write_bytes_atomic
 from ckd.errors import CKDError
 from edge.export import check_rung
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
-from edge.trt.targets import graph_target
+from edge.trt.targets import drop_stale_subexports, graph_target
 from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
 from quantize.policy import check_policy
 from quantize.ptq import quantize_rung
@@ -97,6 +97,7 @@ def quantize_export(
     )
     if fmt == "ort":
         manifest.target = graph_target(())
+        drop_stale_subexports(out_dir)
         manifest.save(out_dir)
         return manifest
     return _trt_targets(manifest, src, out_dir)

@@ -228,3 +228,12 @@ def test_flash_refuses_cpu_int8_graphs(demo_graphs, tmp_path):
     with pytest.raises(CKDError, match=r"ort: no graphs for TensorRT 8\.5 \(these are ONNX Runtime CPU graphs\)"):
         make_bundle(demo_graphs / "fp32", out, int8_dir=demo_graphs / "ort", wheel=wheel)
     assert not out.exists()
+
+
+def test_reexport_for_fewer_targets_leaves_no_stale_sub_export(tmp_path):
+    model = load_model(None)
+    export_rungs(model, tmp_path, (1.0,), "x", verify=False, tensorrt=GENERATIONS)
+    assert graphs_for(tmp_path, "8.5") == tmp_path / "trt8.5"
+    export_rungs(model, tmp_path, (1.0,), "x", verify=False, tensorrt=("8.6", "10"))
+    with pytest.raises(CKDError, match=r"no graphs for TensorRT 8\.5: re-export with `ckd export --trt 8\.5`"):
+        graphs_for(tmp_path, "8.5")

@@ -74,3 +74,13 @@ def graphs_for(directory: str | Path, tensorrt_version: str) -> Path:
 def folders_for(directory: str | Path, generations: Sequence[str]) -> dict[str, Path]:
     """`graphs_for` of every generation: {generation: folder}."""
     return {gen: graphs_for(directory, gen) for gen in generations}
+
+
+def drop_stale_subexports(directory: Path, keep: Sequence[str] = ()) -> None:
+    """Remove the manifest of every `trt<gen>/` sub-export not in `keep`: one left by an earlier run for other
+    targets must not be picked up by `graphs_for`."""
+    from edge.manifest import MANIFEST_NAME
+
+    for gen in DECOMPOSED_LAYERNORM:
+        if gen not in keep:
+            (Path(directory) / f"trt{gen}" / MANIFEST_NAME).unlink(missing_ok=True)
