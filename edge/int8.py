@@ -115,6 +115,7 @@ def _trt_targets(manifest: Manifest, src: Manifest, out_dir: Path) -> Manifest:
         scales |= activation_scales(onnx.load(str(out_dir / rung.file)))
     write_bytes_atomic(out_dir / CACHE_NAME, write_cache(scales, CACHE_TENSORRT))
     manifest.calibration["cache"] = CACHE_NAME
+    manifest.calibration["cache_sha256"] = sha256_file(out_dir / CACHE_NAME)
     gens = (src.target or {}).get("tensorrt") or []
     subs = [g for g in ("8.5",) if (src.directory / f"trt{g}" / MANIFEST_NAME).is_file()]
     main, _ = split_targets(gens)

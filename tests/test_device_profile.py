@@ -170,7 +170,7 @@ def _pip_lines() -> list[str]:
 def test_install_pip_lines_never_replace_jetpack_packages():
     lines = _pip_lines()
     assert len(lines) == 2 and all("--no-deps" in ln for ln in lines)
-    assert "wheels/*.whl" in lines[0] and "-r requirements-edge.txt" in lines[1]
+    assert '"$B"/wheels/*.whl' in lines[0] and '-r "$B/requirements-edge.txt"' in lines[1]
     pins = read_lock(LOCK)
     for req in REQUIREMENTS_EDGE.strip().splitlines():
         name, version = re.match(r"([A-Za-z0-9_.-]+)==([^;\s]+)", req).groups()
@@ -198,7 +198,7 @@ def test_install_pip_lines_work_on_python_38(wheel, tmp_path):
     shutil.copy2(wheel, bundle / "wheels" / wheel.name)
     (bundle / "requirements-edge.txt").write_text(REQUIREMENTS_EDGE)
     subprocess.run([py38, "-m", "venv", str(prefix / "venv")], check=True, timeout=120)
-    env = {**os.environ, "PREFIX": str(prefix), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {**os.environ, "PREFIX": str(prefix), "B": str(bundle), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     kit, deps = _pip_lines()
     done = subprocess.run(["bash", "-c", f"set -e; {kit}"], cwd=bundle, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
