@@ -155,17 +155,18 @@ def test_selection_checks_every_engine_against_the_graphs_now(tmp_path):
 def test_calibration_cache_route_checks_the_cache(tmp_path):
     export = toy_export(tmp_path / "fp32", ratios=(0.7,))
     int8 = toy_export(tmp_path / "int8", ratios=(0.7,), int8=True)
-    (int8.directory / "calib.cache").write_bytes(write_cache({"x": 0.1}, "8.5.2"))
-    int8.calibration = {"cache": "calib.cache"}
-    int8.save(int8.directory)
     from edge.manifest import sha256_file
 
+    def write_cache_file(scale: float) -> str:
+        (int8.directory / "calib.cache").write_bytes(write_cache({"x": scale}, "8.5.2"))
+        int8.calibration = {"cache": "calib.cache", "cache_sha256": sha256_file(int8.directory / "calib.cache")}
+        int8.save(int8.directory)
+        return int8.calibration["cache_sha256"]
+
     here = ("Jetson Orin NX", "8.7", "8.5.2")
-    key = EngineKey(
-        export.rungs[0].sha256, 0.7, "int8", "8.5.2", *here[:2], None, sha256_file(int8.directory / "calib.cache")
-    )
+    key = EngineKey(export.rungs[0].sha256, 0.7, "int8", "8.5.2", *here[:2], None, write_cache_file(0.1))
     assert verify_keys(_selection(tmp_path, [key], int8.directory), "sel", export.directory, *here) == [key]
-    (int8.directory / "calib.cache").write_bytes(write_cache({"x": 0.2}, "8.5.2"))
+    write_cache_file(0.2)  # re-quantized: a new cache, correctly listed, but the engine was built from the old one
     with pytest.raises(CKDError, match="calibration cache changed"):
         verify_keys(_selection(tmp_path, [key], int8.directory), "sel", export.directory, *here)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import warnings
+import zipfile
 
 import numpy as np
 import onnx
@@ -223,7 +224,9 @@ def test_flash_refuses_cpu_int8_graphs(demo_graphs, tmp_path):
     from edge.deploy.bundle import make_bundle
 
     wheel = tmp_path / "ckd_edge-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"stand-in wheel")
+    with zipfile.ZipFile(wheel, "w") as z:  # a stand-in holding what `check_wheel` looks for
+        z.writestr("ckd_cli/main.py", "")
+        z.writestr("edge/deploy/verify.py", "")
     out = tmp_path / "b.tar.gz"
     with pytest.raises(CKDError, match=r"ort: no graphs for TensorRT 8\.5 \(these are ONNX Runtime CPU graphs\)"):
         make_bundle(demo_graphs / "fp32", out, int8_dir=demo_graphs / "ort", wheel=wheel)
