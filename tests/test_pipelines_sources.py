@@ -131,3 +131,36 @@ def test_mapped_frame_views_buffer_memory_and_rejects_short_buffers():
     m.release()
     with pytest.raises(CKDError, match="96 bytes is too small for a 8x8 RGB frame"):
         MappedFrame(buf, "RGB", 8, 8)
+
+
+def test_buffer_pointer_layout_is_verified_and_views_never_outlive_the_mapping():
+    import pytest
+
+    from ckd.errors import CKDError
+    from pipelines import mapped
+    from pipelines.source import gst
+
+    Gst, _, _ = gst()
+    mapped.check_layout()  # this PyGObject: the pointer after the object head is the GstBuffer PyGObject hashes
+    buf = Gst.Buffer.new_wrapped(bytes(range(24)))  # a 4x6 GRAY8 frame
+    assert mapped.buffer_pointer(buf) == hash(buf)
+    with pytest.raises(CKDError, match="not a GStreamer buffer wrapper"):
+        mapped.buffer_pointer(Gst.Caps.from_string("video/x-raw"))  # another boxed type: refused, not read
+    escaped, live = mapped.MappedFrame.escaped, mapped.MappedFrame.live
+    with mapped.MappedFrame(buf, "GRAY8", 6, 4, stride=6) as m:
+        view = m.array[1:, 2:]  # a view that outlives release()
+        inner = m.array[2]
+        assert mapped.MappedFrame.live == live + 1
+    del inner
+    assert m.array is None and mapped.MappedFrame.escaped == escaped + 1
+    assert view[2, 3] == 3 * 6 + 5 and mapped.MappedFrame.live == live + 1  # still mapped while a view lives
+    del view  # the last view goes: now the buffer is unmapped
+    assert mapped.MappedFrame.live == live
+    with mapped.MappedFrame(buf, "GRAY8", 6, 4, stride=6) as m:
+        total = int(m.array.sum())  # a number, not a view
+    assert total == sum(range(24)) and mapped.MappedFrame.escaped == escaped + 1 and mapped.MappedFrame.live == live
+    pool_buf = Gst.Buffer.new_allocate(None, 24, None)
+    with pytest.raises(CKDError, match="mapped for writing outlived release"):
+        with mapped.MappedFrame(pool_buf, "GRAY8", 6, 4, stride=6, write=True) as w:
+            kept = w.array
+    assert kept.flags.writeable
