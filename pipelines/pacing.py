@@ -15,17 +15,25 @@ class FramePacer:
 
     `wait()` sleeps until the next slot and returns how late the loop picks that frame up (0 when on time). The
     schedule is absolute, so sleep jitter does not accumulate. When the loop falls more than `max_behind` frames
-    behind, the backlog is dropped (like a leaky queue) and counted in `dropped`.
+    behind, the backlog is dropped (like a leaky queue) and counted in `dropped`. `clock` and `sleep` can be
+    replaced by a simulated clock (tests).
     """
 
     def __init__(
-        self, fps: float, *, max_behind: int = 30, clock: Callable[[], float] = time.perf_counter, spin_s: float = 5e-4
+        self,
+        fps: float,
+        *,
+        max_behind: int = 30,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+        spin_s: float = 5e-4,
     ) -> None:
         if not (fps > 0 and math.isfinite(fps)):
             raise CKDError(f"pacing fps must be a positive number, got {fps}")
         self.period = 1.0 / fps
         self.max_behind = max_behind
         self.clock = clock
+        self.sleep = sleep
         self.spin_s = spin_s
         self.dropped = 0
         self.frames = 0
@@ -44,7 +52,7 @@ class FramePacer:
             late = now - self._due
         while late < 0:  # sleep most of the gap, spin the last fraction of a millisecond
             if -late > self.spin_s:
-                time.sleep(-late - self.spin_s)
+                self.sleep(-late - self.spin_s)
             now = self.clock()
             late = now - self._due
         self._due += self.period

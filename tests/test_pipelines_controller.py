@@ -1,12 +1,13 @@
-"""Adaptive keep-ratio controller: hysteresis, skips, score rule, and a real-time run with injected load."""
+"""Adaptive keep-ratio controller: hysteresis, skips, score rule, and a paced run with injected load (simulated
+time in make test, the wall clock with `pytest -m timing`)."""
 
 from __future__ import annotations
 
 import csv
 import random
-import time
 
 import pytest
+from sim_clock import CLOCKS
 
 from ckd.errors import CKDError
 from ckd.model.config import CKDConfig
@@ -147,15 +148,17 @@ def test_log_has_one_row_per_frame_and_writes_csv(tmp_path):
         ctl.write_log(tmp_path / "a_file" / "x.csv")  # parent is a file: unwritable
 
 
-def test_pacer_holds_schedule_and_counts_dropped_frames():
-    pacer, meter = FramePacer(200.0), RateMeter(window_s=1.0)
-    start = time.perf_counter()
+@CLOCKS
+def test_pacer_holds_schedule_and_counts_dropped_frames(clock):
+    clock = clock()
+    pacer, meter = FramePacer(200.0, clock=clock, sleep=clock.sleep), RateMeter(window_s=1.0, clock=clock)
+    start = clock()
     for _ in range(41):
         pacer.wait()
         meter.tick()
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     assert 0.2 - 1e-3 < elapsed < 0.3 and abs(meter.fps - 200.0) < 40.0  # tolerant: 2 busy shared cores
-    slots = list(FramePacer(200.0).slots(0.1))
+    slots = list(FramePacer(200.0, clock=clock, sleep=clock.sleep).slots(0.1))
     assert len(slots) == 20 and slots[0] == 0.0  # never early; late only by scheduling jitter on a busy machine
     assert all(k * 0.005 - 1e-6 <= t < k * 0.005 + 0.05 for k, t in enumerate(slots))
     now = [0.0]
@@ -165,29 +168,25 @@ def test_pacer_holds_schedule_and_counts_dropped_frames():
     assert abs(fake.wait()) < 1e-6 and fake.dropped == 99  # frames due at 0.01 .. 0.99; the one due at 1.0 is next
 
 
-def spin(seconds: float) -> None:
-    """Real CPU load: busy-wait for `seconds` of wall-clock time."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-def test_holds_target_fps_under_injected_load_and_returns_to_richest():
-    """Real time: per-rung cost from kept tokens; an injected busy-wait adds 1.5x the frame cost from 1.5 s to 6 s."""
+@CLOCKS
+def test_holds_target_fps_under_injected_load_and_returns_to_richest(clock):
+    """Per-rung cost from kept tokens; injected work adds 1.5x the frame cost from 1.5 s to 6 s (simulated time in
+    make test; real busy-waits on the wall clock with `pytest -m timing`)."""
+    clock = clock()
     fps, budget = 30.0, 1.0 / 30.0  # a camera rate; preemption jitter on a busy machine is small next to 33 ms
     cfg = CKDConfig()
     full = sum(cfg.kept_tokens(1.0))
     # 16.7 / 10.2 / 7.2 / 5.2 ms at 30 fps (not proportional to the controller's prior: it must learn the ratios)
     cost = {r: budget * (0.1 + 0.4 * sum(cfg.kept_tokens(r.keep_ratio)) / full) for r in RUNGS}
     load_from, load_to, end = 1.5, 6.0, 8.5
-    ctl, pacer = RungController(RUNGS, fps), FramePacer(fps)
+    ctl, pacer = RungController(RUNGS, fps), FramePacer(fps, clock=clock, sleep=clock.sleep)
     frames: list[tuple[float, int, bool]] = []  # (start time, rung index, skipped)
     for t in pacer.slots(end):
-        t0 = time.perf_counter()
+        t0 = clock()
         d, i = ctl.decision, ctl.rung_index
         if not d.skip:
-            spin(cost[d.rung] * (2.5 if load_from <= t < load_to else 1.0))
-        ctl.update(time.perf_counter() - t0, None if d.skip else 0.5)
+            clock.spin(cost[d.rung] * (2.5 if load_from <= t < load_to else 1.0))
+        ctl.update(clock() - t0, None if d.skip else 0.5)
         frames.append((t, i, d.skip))
 
     def window(a: float, b: float) -> list[tuple[float, int, bool]]:
