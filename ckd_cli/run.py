@@ -1,4 +1,5 @@
-"""`ckd run`: track live from two sensors (RGB + thermal) through GStreamer, holding a target frame rate."""
+"""`ckd run`: track from two sensors (RGB + thermal) through GStreamer: live, holding a target frame rate, or
+replaying a recorded clip frame by frame."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ckd_cli.common import add_checkpoint_arg, float_list
 
 URI_HELP = (
     "v4l2:///dev/videoN[?format=YUY2|MJPEG|NV12|GRAY16_LE&width=&height=&fps=&telemetry=ROWS], csi://N, "
-    "file:///path (video, or a folder of numbered JPEG/PNG frames, ?fps=), rtsp://..., "
+    "file:///path (video, or a folder of numbered JPEG/PNG/TIFF frames, ?fps=), rtsp://..., "
     "synthetic://?seed=S&fps=&frames=&width=&height="
 )
 
@@ -17,10 +18,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="track from an RGB + thermal sensor pair (GStreamer), write JSONL, overlay video, latency report",
-        description="Capture both sensors with GStreamer, pair frames by timestamp, map thermal 16-bit to 8-bit "
-        "(the training AGC), register thermal onto RGB, and track with an adaptive keep-ratio rung that holds "
-        "--target-fps. Writes OUT/track.jsonl (one line per frame, flushed), OUT/overlay.mp4 (RGB | thermal with "
-        f"box, score, FPS, rung), OUT/latency.json and OUT/controller.csv. Sensor URIs: {URI_HELP}.",
+        description="Capture both sensors with GStreamer, pair their frames, map thermal to 8 bits (the mapping "
+        "training uses; 16-bit, 8-bit grey and grey saved as 3 channels are recognised from the data), register "
+        "thermal onto RGB, and track with an adaptive keep-ratio rung that holds --target-fps. Live sensors give "
+        "the newest pair (frames the loop cannot keep up with are dropped). Recorded clips (file://: a video, or "
+        "folders of numbered frames) are replayed: every frame of both, paired by frame number (folders) or "
+        "timestamp (videos), as fast as the backend allows; --realtime plays them like live sensors instead. "
+        "Writes OUT/track.jsonl (one line per source frame, flushed), OUT/overlay.mp4 (RGB | thermal with box, "
+        "score, FPS, rung), OUT/latency.json and OUT/controller.csv; --results also writes the boxes in the "
+        f"benchmark text format for `ckd eval`. SIGINT and SIGTERM finish every output. Sensor URIs: {URI_HELP}.",
+        epilog="example (replay a recorded clip and score it against its ground truth, VTUAV layout: "
+        "clips/test_ST/seq/{rgb,ir}/ + rgb.txt, ir.txt): ckd run --rgb file://clips/test_ST/seq/rgb "
+        "--tir file://clips/test_ST/seq/ir --model-dir out/model --results out/res/seq.txt --out out/seq && "
+        "ckd eval --benchmark vtuav --gt clips/test_ST --results out/res",
     )
     p.add_argument("--rgb", required=True, help="RGB sensor URI")
     p.add_argument("--tir", required=True, help="thermal sensor URI")
@@ -47,13 +57,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rungs", type=float_list("--rungs"), default=None, help="keep-ratio ladder (default: the backend's)"
     )
     p.add_argument("--fixed-rung", type=float, default=None, help="disable the controller, run this keep ratio")
-    p.add_argument("--init", default=None, help="target box x,y,w,h in 0-based RGB pixels (synthetic: ground truth)")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="target box x,y,w,h in 0-based RGB pixels (default: the source's first ground-truth box, for synthetic "
+        "sensors and frame folders inside a benchmark sequence)",
+    )
     p.add_argument("--rig", default=None, help="thermal->RGB homography JSON from `ckd calibrate-rig`")
     p.add_argument("--out", default="out/run", help="output folder (default out/run)")
     p.add_argument("--frames", type=int, default=None, help="stop after this many processed frames")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--stall", type=float, default=1.0, help="seconds without frames before a sensor counts as lost")
+    p.add_argument(
+        "--first-frame-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a sensor that has delivered no frame S seconds after the start ends the run with an error (default 10)",
+    )
     p.add_argument("--tolerance-ms", type=float, default=None, help="pairing tolerance (default half slower period)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play recorded clips like live sensors (paced at their fps, the newest pair, drops): for testing the "
+        "controller",
+    )
+    mode.add_argument("--replay", action="store_true", help="replay synthetic sensors frame by frame too")
+    p.add_argument(
+        "--results",
+        default=None,
+        metavar="FILE",
+        help="also write the boxes as FILE: one line per source frame, x,y,w,h 1-based (0,0,0,0: not tracked), "
+        "for `ckd eval --results` (name it <sequence>.txt in a results folder)",
+    )
     p.add_argument("--no-overlay", action="store_true", help="do not encode the overlay video")
     p.add_argument("--display", action="store_true", help="show the overlay (and select the target) on a display")
     p.add_argument("--udp", default=None, help="also stream the overlay as RTP/H.264 to host:port")
@@ -94,12 +131,17 @@ def run(args: argparse.Namespace) -> int:
     from ckd.track.tracker import Tracker
     from pipelines.loop import DualSensorLoop, LoopOptions
     from pipelines.registration import RigCalibration
-    from pipelines.uri import launch_string, parse_uri
+    from pipelines.report import summary_line
+    from pipelines.signals import EXIT_CODES
+    from pipelines.source import launch_string
+    from pipelines.uri import parse_uri
 
     rgb, tir = parse_uri(args.rgb, "rgb"), parse_uri(args.tir, "tir")
+    realtime = True if args.realtime else False if args.replay else None
     if args.print_pipeline:
-        print(f"rgb: {launch_string(rgb)}")
-        print(f"tir: {launch_string(tir)}")
+        replay = not args.realtime and (args.replay or (rgb.recorded and tir.recorded))
+        print(f"rgb: {launch_string(rgb, replay=replay)}")
+        print(f"tir: {launch_string(tir, replay=replay)}")
         return 0
     init = parse_box(args.init)
     calibration = RigCalibration.load(args.rig) if args.rig else None
@@ -112,11 +154,14 @@ def run(args: argparse.Namespace) -> int:
         init_box=init,
         tolerance_s=args.tolerance_ms / 1e3 if args.tolerance_ms else None,
         stall_s=args.stall,
+        first_frame_s=args.first_frame_timeout,
         rungs=tuple(sorted(rungs, reverse=True)),
         adaptive=len(rungs) > 1,
+        realtime=realtime,
         overlay=not args.no_overlay,
         udp=args.udp,
         display=args.display,
+        results=args.results,
     )
     loop = DualSensorLoop(rgb, tir, Tracker(backend), args.out, options, calibration)
     try:
@@ -124,13 +169,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if hasattr(backend, "close"):  # TensorRT: CUDA graphs, events, stream and pinned buffers
             backend.close()
-    e2e, model = report["end_to_end"], report["model"]
-    print(
-        f"{report['frames_processed']} frames ({report['frames_skipped']} skipped, {report['frames_dropped']} dropped "
-        f"in pairing) at {report['fps']} fps; end-to-end p50 {e2e['p50_ms']} ms vs model {model['p50_ms']} ms "
-        f"(x{report['e2e_over_model_p50']}); outputs in {args.out}"
-    )
+    print(summary_line(report, args.out))
     for role, src in report["sources"].items():
         if src["error"]:
             print(f"{role}: {src['error']}")
-    return 130 if report["interrupted"] else 0
+    return EXIT_CODES.get(report["stopped_by"], 0)

@@ -1,8 +1,12 @@
-"""Per-frame outputs: a JSONL track log (one line per frame, flushed) and an overlay video encoded by GStreamer.
+"""Per-frame outputs: a JSONL track log, a results file in the benchmark text format, an overlay video.
 
-The JSONL is written line by line and flushed after every frame, so after a crash or Ctrl-C it is complete up to
-the last processed frame (each line is whole). The overlay video is encoded to a temporary file and renamed when
-the stream is finalised; RGB and thermal are shown side by side with the box, score, FPS and rung.
+`FrameRows` writes one JSONL row per source frame, in frame order, and (with `--results`) one line of boxes per
+source frame: x,y,w,h in 1-based pixels, comma separated, as `ckd track` writes and `ckd eval` and the benchmark
+toolkits read; a frame the run did not track is `0,0,0,0` (the toolkits' "no box": a miss, and LasHeR's toolkit
+carries the previous box over it). Both files are written line by line and flushed after every frame, so after
+a crash, Ctrl-C or SIGTERM they are complete up to the last processed frame (each line is whole). The overlay
+video is encoded to a temporary file and renamed when the stream is finalised; RGB and thermal are shown side by
+side with the box, score, FPS and rung.
 """
 
 from __future__ import annotations
@@ -38,6 +42,58 @@ class JsonlWriter:
             self._f.close()
 
 
+class FrameRows:
+    """One JSONL row (and results line) per source frame from `first` on; frames never handed to the loop get a
+    skipped row saying `gap_reason`, so line k of the results file is always frame `first + k`."""
+
+    def __init__(
+        self, jsonl: JsonlWriter, results: str | Path | None, first: int | None, gap_reason: str = "not delivered"
+    ) -> None:
+        self.jsonl = jsonl
+        self.results_path = Path(results) if results else None
+        self._results = None
+        if self.results_path is not None:
+            self.results_path.parent.mkdir(parents=True, exist_ok=True)
+            self._results = open(self.results_path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.next = first  # index of the next row
+        self.gap_reason = gap_reason
+        self.rows = 0
+        self.out_of_order = 0
+
+    def write(self, index: int | None, record: dict, box=None) -> None:
+        """Row of frame `index` (`box`: 0-based x, y, w, h, or None when not tracked); None: a JSONL line only."""
+        if index is None:
+            self.jsonl.write(record)
+            return
+        if self.next is None:
+            self.next = index
+        if index < self.next:  # live only: a lone sensor's frame numbered behind the rows already written
+            self.out_of_order += 1
+            self.jsonl.write({"frame": index, **record, "out_of_order": True})
+            return
+        for k in range(self.next, index):
+            self._row(k, {"box": None, "skipped": True, "reason": self.gap_reason}, None)
+        self._row(index, record, box)
+        self.next = index + 1
+
+    def _row(self, index: int, record: dict, box) -> None:
+        self.jsonl.write({"frame": index, **record})
+        if self._results is not None:
+            if box is None:
+                line = "0,0,0,0"
+            else:
+                x, y, w, h = (float(v) for v in box)
+                line = f"{x + 1:.4f},{y + 1:.4f},{w:.4f},{h:.4f}"
+            self._results.write(line + "\n")
+            self._results.flush()
+        self.rows += 1
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self._results is not None and not self._results.closed:
+            self._results.close()
+
+
 def encoder_chain(gst_has) -> str:
     """H.264 encoder: NVIDIA's hardware encoder on a Jetson, x264 (or OpenH264) elsewhere."""
     if gst_has("nvv4l2h264enc"):
@@ -58,8 +114,7 @@ class OverlayVideo:
     def __init__(
         self, path: str | Path, width: int, height: int, fps: float, udp: str | None = None, display: bool = False
     ):
-        from pipelines.source import gst
-        from pipelines.uri import has_element
+        from pipelines.source import gst, has_element
 
         Gst, GLib, _ = gst()
         self.path = Path(path)
@@ -67,6 +122,7 @@ class OverlayVideo:
         self.tmp = self.path.with_name(f".{self.path.name}.part")
         self.width, self.height = width, height
         self.frames = 0
+        self.copies = 0  # full-frame writes into the encoder's buffers, counted where they happen
         caps = f"video/x-raw,format=RGB,width={2 * width},height={height},framerate={round(fps * 1000)}/1000"
         self._pool, self._stride = _buffer_pool(caps)
         self._pending = None
@@ -111,6 +167,7 @@ class OverlayVideo:
         left, right = canvas[:, :w], canvas[:, w:]
         np.copyto(left, rgb)
         np.copyto(right, tir8[..., None] if tir8.ndim == 2 else tir8)
+        self.copies += 2
         if box is not None:
             x, y, bw, bh = (int(round(v)) for v in box)
             for view in (left, right):

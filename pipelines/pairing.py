@@ -1,9 +1,13 @@
-"""Pair RGB and thermal frames by nearest timestamp (plain Python, no GStreamer).
+"""Pair RGB and thermal frames (plain Python, no GStreamer).
 
-Frames arrive per sensor with a timestamp in seconds on the shared pipeline clock. `pop()` returns the newest
-pair whose timestamps differ by at most `tolerance` (default: half the slower sensor's frame period); every
-frame older than that pair is dropped, and so is any frame that can no longer find a partner. Each frame is
-used at most once, so latency never grows with a backlog.
+Live (`Pairer`): frames arrive per sensor with a timestamp in seconds on the shared pipeline clock. `pop()`
+returns the newest pair whose timestamps differ by at most `tolerance` (default: half the slower sensor's frame
+period); every frame older than that pair is dropped, and so is any frame that can no longer find a partner.
+Each frame is used at most once, so latency never grows with a backlog.
+
+Replay (`Lockstep`): both sensors' frames in order, each paired with the other sensor's frame of the same index
+(image frames) or within `tolerance` of its timestamp (videos); a frame that has no partner comes out alone,
+so every frame is either paired or accounted for.
 """
 
 from __future__ import annotations
@@ -100,3 +104,52 @@ class Pairer:
         """Forget queued frames (counted as dropped), e.g. when a sensor has gone away."""
         for role in ROLES:
             self._drop_front(role, len(self.queues[role]))
+
+
+class Lockstep:
+    """In-order pairing of two recorded streams by frame index (`tolerance=None`) or by timestamp.
+
+    `push(role, key, item)` adds a stream's next frame (keys increase), `end(role)` marks a stream finished.
+    `pop()` returns `("pair", rgb_item, tir_item)`, `("alone", role, item)` for a frame the other stream has no
+    partner for (its partner is missing, or the other stream is past it or over), or None until more is known.
+    """
+
+    def __init__(self, tolerance: float | None = None) -> None:
+        self.tolerance = tolerance
+        self.queues: dict[str, deque[tuple[float, Any]]] = {r: deque() for r in ROLES}
+        self.ended: dict[str, bool] = dict.fromkeys(ROLES, False)
+        self.pairs = 0
+        self.alone: dict[str, int] = dict.fromkeys(ROLES, 0)
+
+    def push(self, role: str, key: float, item: Any) -> None:
+        self.queues[role].append((key, item))
+
+    def end(self, role: str) -> None:
+        self.ended[role] = True
+
+    def needs(self, role: str) -> bool:
+        """Whether `pop()` waits for another frame of `role`."""
+        return not self.queues[role] and not self.ended[role]
+
+    @property
+    def done(self) -> bool:
+        return all(self.ended.values()) and not any(self.queues.values())
+
+    def _match(self, a: float, b: float) -> bool:
+        return a == b if self.tolerance is None else abs(a - b) <= self.tolerance
+
+    def pop(self) -> tuple[str, Any, Any] | None:
+        a, b = self.queues["rgb"], self.queues["tir"]
+        if a and b:
+            if self._match(a[0][0], b[0][0]):
+                self.pairs += 1
+                return "pair", a.popleft()[1], b.popleft()[1]
+            role = "rgb" if a[0][0] < b[0][0] else "tir"
+        elif a and self.ended["tir"]:
+            role = "rgb"
+        elif b and self.ended["rgb"]:
+            role = "tir"
+        else:
+            return None
+        self.alone[role] += 1
+        return "alone", role, self.queues[role].popleft()[1]

@@ -1,17 +1,12 @@
-"""Sensor URIs -> source specs -> GStreamer launch descriptions (jetson-utils style, printable).
+"""Sensor URIs -> source specs (plain Python; the GStreamer descriptions are built in `pipelines.source`).
 
 Schemes: `v4l2:///dev/videoN[?format=YUY2|MJPEG|NV12|GRAY16_LE&width=&height=&fps=&telemetry=ROWS]`,
-`csi://N` (nvarguscamerasrc, Jetson), `file:///path` (video file, or a folder / printf pattern of JPEG/PNG
-frames with `?fps=`), `rtsp://host/path` and `synthetic://?seed=S&fps=&frames=&width=&height=`.
-
-Every description ends in `appsink name=sink max-buffers=1 drop=true`: the consumer only ever sees the newest
-frame. RGB sources deliver `RGB`, thermal sources `GRAY16_LE` when the sensor is 16-bit raw, else `GRAY8`.
-On a Jetson the NVIDIA elements (`nvvidconv`) are used when GStreamer has them, software elements elsewhere.
+`csi://N` (nvarguscamerasrc, Jetson), `file:///path` (a video file, or a folder / printf pattern of numbered
+image frames with `?fps=`), `rtsp://host/path` and `synthetic://?seed=S&fps=&frames=&width=&height=`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -20,8 +15,6 @@ from ckd.errors import CKDError
 
 SCHEMES = ("v4l2", "csi", "file", "rtsp", "synthetic")
 ROLES = ("rgb", "tir")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z]+)$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +35,17 @@ class SourceSpec:
         return self.scheme in ("v4l2", "csi", "rtsp")
 
     @property
+    def recorded(self) -> bool:
+        """A recorded clip (video file or image frames): replayed frame by frame unless `--realtime`."""
+        return self.scheme == "file"
+
+    @property
+    def frames_folder(self) -> bool:
+        """Numbered image frames (a folder or a printf pattern) rather than a video file."""
+        path = Path(self.location)
+        return self.scheme == "file" and (path.is_dir() or "%" in path.name)
+
+    @property
     def name(self) -> str:
         return f"{self.role} source {self.uri}"
 
@@ -53,8 +57,11 @@ class SourceSpec:
 
     @property
     def out_format(self) -> str:
-        """Pixel format the appsink delivers."""
-        if self.role == "rgb":
+        """Pixel format a camera or video source delivers (image frames and synthetic sources: from the data).
+
+        Thermal video files are delivered as RGB so that grey saved as 3 channels is recognised from the pixels.
+        """
+        if self.role == "rgb" or self.scheme == "file":
             return "RGB"
         if self.scheme == "synthetic" or self.params.get("format", "").upper() == "GRAY16_LE":
             return "GRAY16_LE"
@@ -88,115 +95,3 @@ def parse_uri(uri: str, role: str) -> SourceSpec:
     if "format" in params and params["format"].upper() not in ("YUY2", "MJPEG", "NV12", "GRAY16_LE", "GRAY8"):
         raise CKDError(f"{spec.name}: unsupported format {params['format']!r} (YUY2, MJPEG, NV12, GRAY16_LE, GRAY8)")
     return spec
-
-
-def has_element(name: str) -> bool:
-    """Whether GStreamer on this machine has an element factory (e.g. NVIDIA's nvvidconv)."""
-    import gi
-
-    gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
-
-    Gst.init(None)
-    return Gst.ElementFactory.find(name) is not None
-
-
-def _sink(spec: SourceSpec) -> str:
-    return f"video/x-raw,format={spec.out_format} ! appsink name=sink max-buffers=1 drop=true sync=true"
-
-
-def _size_caps(spec: SourceSpec) -> str:
-    caps = ""
-    for key in ("width", "height"):
-        if key in spec.params:
-            caps += f",{key}={int(spec.number(key, 0))}"
-    if "fps" in spec.params:
-        caps += f",framerate={_fraction(spec.number('fps', 30))}"
-    return caps
-
-
-def _fraction(fps: float) -> str:
-    if fps <= 0:
-        raise CKDError(f"frame rate must be positive, got {fps}")
-    return f"{round(fps * 1000)}/1000"
-
-
-def _convert(spec: SourceSpec, nvidia: bool) -> str:
-    """Conversion chain from decoded video to the appsink format."""
-    if nvidia and spec.out_format == "RGB":
-        return "nvvidconv ! video/x-raw,format=BGRx ! videoconvert"
-    return "videoconvert"
-
-
-def image_sequence(folder: Path) -> tuple[str, int]:
-    """printf pattern and first index of the numbered JPEG/PNG frames in a folder (dataset visible/, infrared/)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise CKDError(f"{folder}: no JPEG/PNG frames in this folder")
-    m = _NUMBERED.match(files[0].name)
-    if not m:
-        raise CKDError(f"{folder}: frame names must end in a number, e.g. v000001.jpg (got {files[0].name})")
-    prefix, digits, ext = m.groups()
-    width = len(digits)
-    pattern = f"{prefix}%0{width}d{ext}" if digits.startswith("0") else f"{prefix}%d{ext}"
-    return str(folder / pattern), int(digits)
-
-
-def launch_string(spec: SourceSpec, nvidia: bool | None = None) -> str:
-    """The GStreamer description for a source (what `ckd run --print-pipeline` shows)."""
-    if nvidia is None:
-        nvidia = has_element("nvvidconv")
-    p = spec.params
-    if spec.scheme == "synthetic":
-        w, h, fps = int(spec.number("width", 640)), int(spec.number("height", 480)), spec.number("fps", 30)
-        caps = f"video/x-raw,format={spec.out_format},width={w},height={h},framerate={_fraction(fps)}"
-        return f'appsrc name=src is-live=true format=time caps="{caps}" ! {_sink(spec)}'
-    if spec.scheme == "v4l2":
-        fmt = p.get("format", "GRAY16_LE" if spec.role == "tir" and spec.out_format == "GRAY16_LE" else "").upper()
-        src = f"v4l2src device={spec.location}"
-        if fmt == "MJPEG":
-            dec = f"image/jpeg{_size_caps(spec)} ! jpegdec ! {_convert(spec, nvidia)}"
-        elif fmt in ("GRAY16_LE", "GRAY8"):
-            rows = int(spec.number("telemetry", 0))
-            crop = f" ! videocrop bottom={rows}" if rows > 0 else ""
-            dec = f"video/x-raw,format={fmt}{_size_caps(spec)}{crop}"
-            if spec.out_format != fmt:
-                dec += " ! videoconvert"
-        elif fmt:
-            dec = f"video/x-raw,format={fmt}{_size_caps(spec)} ! {_convert(spec, nvidia)}"
-        else:
-            dec = f"{_convert(spec, nvidia)}"
-        return f"{src} ! {dec} ! {_sink(spec)}"
-    if spec.scheme == "csi":
-        w, h, fps = int(spec.number("width", 1280)), int(spec.number("height", 720)), spec.number("fps", 30)
-        return (
-            f"nvarguscamerasrc sensor-id={spec.location} ! "
-            f"video/x-raw(memory:NVMM),width={w},height={h},framerate={_fraction(fps)} ! "
-            f"nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! {_sink(spec)}"
-        )
-    if spec.scheme == "rtsp":
-        latency = int(spec.number("latency", 100))
-        return (
-            f"rtspsrc location={spec.location} latency={latency} ! decodebin ! {_convert(spec, nvidia)} ! {_sink(spec)}"
-        )
-    return _file_launch(spec, nvidia)
-
-
-def _file_launch(spec: SourceSpec, nvidia: bool) -> str:
-    path = Path(spec.location)
-    fps = spec.number("fps", 30)
-    pattern, start = None, 0
-    if path.is_dir():
-        pattern, start = image_sequence(path)
-    elif "%" in path.name:
-        pattern = str(path)
-    elif not path.exists():
-        raise CKDError(f"{spec.name}: {path} does not exist")
-    if pattern is None:
-        return f'filesrc location="{path}" ! decodebin ! {_convert(spec, nvidia)} ! {_sink(spec)}'
-    ext = Path(pattern).suffix.lower()
-    caps, dec = ("image/png", "pngdec") if ext == ".png" else ("image/jpeg", "jpegdec")
-    return (
-        f'multifilesrc location="{pattern}" start-index={start} caps="{caps},framerate={_fraction(fps)}" ! '
-        f"{dec} ! {_convert(spec, nvidia)} ! {_sink(spec)}"
-    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.pairing import Pairer, default_tolerance
+from pipelines.pairing import Lockstep, Pairer, default_tolerance
 
 
 def _arrivals(fps_a: float, fps_b: float, seconds: float, jitter: float, seed: int = 0):
@@ -69,3 +69,44 @@ def test_depth_bounds_the_backlog():
     for i in range(10):
         p.push("rgb", i * 0.1)
     assert len(p.queues["rgb"]) == 3 and p.stats.dropped["rgb"] == 7
+
+
+def _drain(lock: Lockstep) -> list:
+    out = []
+    while (got := lock.pop()) is not None:
+        out.append(got)
+    return out
+
+
+def test_lockstep_pairs_by_index_and_accounts_for_every_frame():
+    lock = Lockstep()  # image frames: pair by frame number
+    for i in (0, 1, 2, 4, 5, 6):  # rgb frame 3 is unreadable
+        lock.push("rgb", i, f"r{i}")
+    for i in (0, 1, 3, 4):  # tir frame 2 is unreadable, the clip ends at 4
+        lock.push("tir", i, f"t{i}")
+    assert not lock.needs("rgb") and not lock.needs("tir")
+    assert _drain(lock) == [
+        ("pair", "r0", "t0"),
+        ("pair", "r1", "t1"),
+        ("alone", "rgb", "r2"),
+        ("alone", "tir", "t3"),
+        ("pair", "r4", "t4"),
+    ]
+    assert lock.needs("tir") and not lock.done  # rgb 5 waits: a tir frame 5 may still come
+    lock.end("tir")
+    assert _drain(lock) == [("alone", "rgb", "r5"), ("alone", "rgb", "r6")]
+    lock.end("rgb")
+    assert lock.done and lock.pairs == 3 and lock.alone == {"rgb": 3, "tir": 1}
+
+
+def test_lockstep_by_timestamp_pairs_within_tolerance_in_order():
+    lock = Lockstep(tolerance=0.02)
+    for t in (0.0, 0.1, 0.2, 0.3):
+        lock.push("rgb", t, t)
+    for t in (0.005, 0.19, 0.31):  # the thermal frame near 0.1 is missing
+        lock.push("tir", t, t)
+    lock.end("rgb")
+    lock.end("tir")
+    got = _drain(lock)
+    assert got == [("pair", 0.0, 0.005), ("alone", "rgb", 0.1), ("pair", 0.2, 0.19), ("pair", 0.3, 0.31)]
+    assert lock.done

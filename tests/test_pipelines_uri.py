@@ -1,4 +1,4 @@
-"""Sensor URIs: parsing, launch strings, and that GStreamer builds them."""
+"""Sensor URIs: parsing, launch strings (live and replay), and that GStreamer builds them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ckd.errors import CKDError
-from pipelines.source import GstSource
-from pipelines.uri import image_sequence, launch_string, parse_uri
+from pipelines.source import GstSource, launch_string
+from pipelines.uri import parse_uri
 
 
 @pytest.mark.parametrize(
@@ -43,17 +43,33 @@ def test_bad_uris_name_the_problem(uri, message):
         parse_uri(uri, "rgb")
 
 
-def test_image_folder_becomes_multifilesrc(tmp_path):
+def test_frame_folders_are_fed_in_their_stored_format_and_replayed_without_drops(tmp_path):
+    (tmp_path / "ir16").mkdir()
     for i in range(1, 4):
-        cv2.imwrite(str(tmp_path / f"v{i:06d}.jpg"), np.zeros((8, 8, 3), np.uint8))
-    assert image_sequence(tmp_path) == (str(tmp_path / "v%06d.jpg"), 1)
-    desc = launch_string(parse_uri(f"file://{tmp_path}?fps=10", "tir"), nvidia=False)
-    assert "multifilesrc" in desc and "start-index=1" in desc and "framerate=10000/1000" in desc
+        cv2.imwrite(str(tmp_path / f"v{i:06d}.jpg"), np.zeros((8, 12, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "ir16" / f"i{i:06d}.png"), np.full((6, 10), 3000 + i, np.uint16))
+    desc = launch_string(parse_uri(f"file://{tmp_path}?fps=10", "rgb"), nvidia=False, replay=True)
+    assert desc == (
+        'appsrc name=src is-live=false format=time caps="video/x-raw,format=RGB,width=12,height=8,'
+        'framerate=10000/1000" ! video/x-raw,format=RGB ! appsink name=sink max-buffers=2 drop=false sync=false'
+    )
+    live = launch_string(parse_uri(f"file://{tmp_path}/ir16/i%06d.png", "tir"), nvidia=False)
+    assert "is-live=true" in live and "format=GRAY16_LE,width=10,height=6" in live and "drop=true sync=true" in live
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 64)
+    desc = launch_string(parse_uri(f"file://{video}", "tir"), nvidia=False, replay=True)
+    assert desc.startswith(f'filesrc location="{video}" ! decodebin ! videoconvert ! video/x-raw,format=RGB')
 
 
-def test_missing_file_and_element_are_reported(tmp_path):
+def test_missing_file_empty_folder_and_element_are_reported(tmp_path):
     with pytest.raises(CKDError, match="does not exist"):
         launch_string(parse_uri(f"file://{tmp_path}/nope.mp4", "rgb"), nvidia=False)
+    (tmp_path / "notes.txt").write_text("no frames here")
+    with pytest.raises(CKDError, match=f"rgb source file://{tmp_path}: {tmp_path}: no numbered image frames"):
+        launch_string(parse_uri(f"file://{tmp_path}", "rgb"), nvidia=False)
+    (tmp_path / "v000001.jpg").write_bytes(b"")
+    with pytest.raises(CKDError, match="no readable frame .*v000001.jpg is empty"):
+        launch_string(parse_uri(f"file://{tmp_path}", "rgb"), nvidia=False)
     src = GstSource(parse_uri("csi://0", "rgb"), on_sample=lambda s: None, nvidia=True)
     with pytest.raises(CKDError, match="rgb source csi://0: cannot build pipeline.*nvarguscamerasrc"):
         src.build()
