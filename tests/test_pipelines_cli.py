@@ -82,3 +82,7 @@ def test_sigint_and_sigterm_end_cleanly_with_complete_outputs(tmp_path, sig, cod
     cap = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == tracked  # the MP4 was finalised, not left half-written
     assert not list(Path(out).glob(".*.part")) and (out / "controller.csv").is_file()
+    if sig == signal.SIGTERM:  # systemd stops the service with SIGTERM: its unit takes this exit as a clean stop
+        from edge.deploy.scripts import SERVICE_UNIT
+
+        assert f"SuccessExitStatus={code}" in SERVICE_UNIT.splitlines()

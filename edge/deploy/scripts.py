@@ -31,6 +31,8 @@ Environment=HOME={STATE_DIR} XDG_RUNTIME_DIR={RUNTIME_DIR}
 # First start builds the engines for this device (minutes); later starts find them in the cache.
 ExecStartPre=@PREFIX@/venv/bin/ckd build --onnx @PREFIX@/model @BUILD_ARGS@
 ExecStart=@PREFIX@/venv/bin/ckd run @RUN_ARGS@
+# `ckd run` finishes its outputs on SIGTERM and exits 143 (128 + SIGTERM): a clean stop, not a failure.
+SuccessExitStatus=143
 Restart=on-failure
 RestartSec=5
 TimeoutStartSec=3600
