@@ -137,34 +137,31 @@ class ReplayFeed:
             _, rgb, tir = got
             return Job(rgb.index, rgb, tir)
         _, role, sample = got
-        why, kind = self._why_alone(role, sample)
+        why, kind, reported = self._why_alone(role, sample)
         self.not_paired[role][kind] += 1
         # a thermal video frame without an RGB partner is not a source frame of the clip's rows (RGB's are)
         index = sample.index if self.by_index or role == "rgb" else None
-        job = Job(index, skip=why, quiet=kind.endswith(("missing", "empty", "corrupt", "mismatched")))
+        job = Job(index, skip=why, quiet=reported)
         setattr(job, role, sample)  # for its timestamp; never mapped
         return job
 
-    def _why_alone(self, role: str, sample: Sample) -> tuple[str, str]:
-        """(one line naming the frame and why it has no partner, a short class for the report)."""
+    def _why_alone(self, role: str, sample: Sample) -> tuple[str, str, bool]:
+        """(one line naming the frame and why it has no partner, a short class for the report, whether the cause
+        is a bad file the source already reported)."""
         other, i = _other(role), sample.index
         src = self.rig.source(other)
-        if self.by_index:
-            problem = next((p for p in src.problems if p.index == i), None)
-            if problem is not None:
-                return f"{role} frame {i} not tracked: {problem}", f"{other} frame {problem.reason}"
-            last = src.provider.last
-            if i > last:
-                return f"{role} frame {i} not tracked: the {other} clip ends at frame {last}", f"{other} clip shorter"
-            if i < src.provider.first:
-                first = src.provider.first
-                return f"{role} frame {i} not tracked: the {other} clip starts at frame {first}", f"{other} clip later"
-            return f"{role} frame {i} not tracked: no {other} frame {i}", f"no {other} frame"
-        ms = self.tolerance * 1e3
-        return (
-            f"{role} frame {i} (t={sample.timestamp:.3f} s) not tracked: no {other} frame within {ms:.0f} ms",
-            f"no {other} frame in time",
-        )
+        if not self.by_index:
+            why = f"{role} frame {i} (t={sample.timestamp:.3f} s) not tracked: "
+            return why + f"no {other} frame within {self.tolerance * 1e3:.0f} ms", f"no {other} frame in time", False
+        why = f"{role} frame {i} not tracked: "
+        problem = next((p for p in src.problems if p.index == i), None)
+        if problem is not None:
+            return why + str(problem), f"{other} frame {problem.reason}", True
+        if i > src.provider.last:
+            return why + f"the {other} clip ends at frame {src.provider.last}", f"{other} clip shorter", False
+        if i < src.provider.first:
+            return why + f"the {other} clip starts at frame {src.provider.first}", f"{other} clip later", False
+        return why + f"no {other} frame {i}", f"no {other} frame", False
 
     def ended(self, idle: bool) -> bool:
         return self.lock.done
@@ -173,6 +170,6 @@ class ReplayFeed:
         return {
             "read": dict(self.read),
             "paired": self.lock.pairs,
-            "paired_by": "frame index" if self.by_index else f"timestamp (within {self.tolerance * 1e3:.0f} ms)",
+            "paired_by": "frame index" if self.by_index else f"timestamp (within {(self.tolerance or 0) * 1e3:.0f} ms)",
             "not_paired": {r: dict(c) for r, c in self.not_paired.items()},
         }

@@ -79,7 +79,8 @@ class DualSensorLoop:
         self.out_dir = Path(out_dir)
         self.opt = opt = options or LoopOptions()
         self.log = log or (lambda s: print(s, file=sys.stderr))
-        if self._replay(rgb, tir):
+        self.replay = self._replay(rgb, tir)
+        if self.replay:
             self.feed: LiveFeed | ReplayFeed = ReplayFeed([rgb, tir], opt.tolerance_s, nvidia=nvidia)
         else:
             tol = opt.tolerance_s or default_tolerance(rgb.number("fps", 30), tir.number("fps", 30))
@@ -140,7 +141,8 @@ class DualSensorLoop:
         )
         escaped0 = MappedFrame.escaped
         self._warm_up()
-        bar = self._progress()
+        # the bar counts source frames in replay, tracked frames live
+        bar = self._progress(self.rig.frame_count() if self.replay else self.opt.max_frames)
         failure = None
         t_start = time.monotonic()
         with StopSignals() as stop:
@@ -157,7 +159,7 @@ class DualSensorLoop:
                             break
                         continue
                     self._handle(job)
-                    if bar is not None and not job.skip:
+                    if bar is not None and (job.index is not None if self.replay else not job.skip):
                         bar.update(1)
             finally:
                 self.rig.stop()
@@ -182,12 +184,12 @@ class DualSensorLoop:
         for rung in self.opt.rungs:
             backend.run(backend.input_buffers(), keep_ratio=rung)
 
-    def _progress(self):
+    def _progress(self, total: int | None):
         if not self.opt.progress:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=self.opt.max_frames, desc="ckd run", unit="frame", file=sys.stderr)
+        return tqdm(total=total, desc="ckd run", unit="frame", file=sys.stderr)
 
     def _limit_reached(self, t_start: float) -> bool:
         if self.opt.max_frames is not None and self.counts["tracked"] >= self.opt.max_frames:
@@ -259,7 +261,7 @@ class DualSensorLoop:
         proc = clock() - t0
         e2e = self._end_to_end(job, proc)
         if self.controller is not None and not first:  # the init frame (and encoder start) is not a rung sample
-            behind = max(0.0, e2e - 1.0 / self.opt.target_fps) if isinstance(self.feed, LiveFeed) else 0.0
+            behind = 0.0 if self.replay else max(0.0, e2e - 1.0 / self.opt.target_fps)
             self.controller.update(proc, score, behind_s=behind)
         model_ms = float(timing.get("model_ms", 0.0))
         self.latency.add(
@@ -299,7 +301,7 @@ class DualSensorLoop:
 
     def _end_to_end(self, job: Job, proc: float) -> float:
         """Live: capture to output on the rig's clock. Replay (no real-time reference): the processing time."""
-        if isinstance(self.feed, ReplayFeed):
+        if self.replay:
             return proc
         captured = max(s.timestamp for s in (job.rgb, job.tir) if s is not None)
         return self.rig.clock.get_time() / 1e9 - captured

@@ -428,6 +428,12 @@ class GstRig:
         firsts = [s.provider.first for s in self.sources if s.provider is not None]
         return min(firsts) if firsts else None
 
+    def frame_count(self) -> int | None:
+        """Source frames from the first to the last index when every source knows its frames, else None."""
+        if any(s.provider is None for s in self.sources):
+            return None
+        return max(s.provider.last for s in self.sources) - self.first_index() + 1
+
     def start(self) -> None:
         for src in self.sources:
             src.build()

@@ -35,9 +35,10 @@ def _lines(path):
 
 
 def test_thermal_dies_mid_run_loop_survives_and_outputs_are_complete(tmp_path, nano_backend):
-    rgb = parse_uri(f"synthetic://?seed=3&fps=30&frames=60{SIZE}", "rgb")
-    tir = parse_uri(f"synthetic://?seed=3&fps=30&error_after=20{SIZE}", "tir")
-    opt = LoopOptions(target_fps=30, rungs=(1.0, 0.7, 0.5), stall_s=0.5, progress=False, alloc_frames=(5, 25))
+    # 15 fps: the nano model keeps up even on a loaded machine, so the RGB-alone frames after the error are tracked
+    rgb = parse_uri(f"synthetic://?seed=3&fps=15&frames=60{SIZE}", "rgb")
+    tir = parse_uri(f"synthetic://?seed=3&fps=15&error_after=20{SIZE}", "tir")
+    opt = LoopOptions(target_fps=15, rungs=(1.0, 0.7, 0.5), stall_s=0.5, progress=False, alloc_frames=(5, 25))
     results = tmp_path / "res" / "synthetic.txt"
     opt.results = results
     report = DualSensorLoop(rgb, tir, Tracker(nano_backend), tmp_path, opt, log=lambda s: None).run()
@@ -55,7 +56,7 @@ def test_thermal_dies_mid_run_loop_survives_and_outputs_are_complete(tmp_path, n
     tracked = [r for r in rows if r["box"] is not None]
     assert len(tracked) == report["frames_processed"] and report["results_rows"] == 60
     assert all(len(r["box"]) == 4 and 0.0 <= r["score"] <= 1.0 and r["latency_ms"] > 0 for r in tracked)
-    assert all(r["t_rgb"] == pytest.approx(r["frame"] / 30, abs=1e-6) for r in tracked)
+    assert all(r["t_rgb"] == pytest.approx(r["frame"] / 15, abs=1e-6) for r in tracked)
     assert tracked[-1].get("degraded") == "tir lost" and tracked[-1]["t_tir"] is None
     # the results file: line k is frame k, 1-based boxes of the tracked rows, 0,0,0,0 for the others
     boxes = np.loadtxt(results, delimiter=",")
