@@ -105,6 +105,22 @@ class LoadedBackend:
         return out
 
 
+def neutral_tracker(backend, counter: list[int] | None = None) -> Tracker:
+    """A tracker whose score is always 0.45 (neither low nor high): only latency drives the rung here (the score
+    rule is tested in test_pipelines_controller.py); `counter[0]` counts updates."""
+    tracker = Tracker(backend)
+    update = tracker.update
+
+    def neutral_update(*args, **kw):
+        if counter is not None:
+            counter[0] += 1
+        box, _ = update(*args, **kw)
+        return box, 0.45
+
+    tracker.update = neutral_update
+    return tracker
+
+
 def test_controller_steps_down_under_load_and_back_on_a_simulated_clock_with_every_frame_replayed(
     tmp_path, nano_backend
 ):
@@ -115,15 +131,7 @@ def test_controller_steps_down_under_load_and_back_on_a_simulated_clock_with_eve
     def loaded() -> bool:
         return 60 <= n[0] < 150
 
-    backend = LoadedBackend(nano_backend, ms_at_full=30.0, loaded=loaded, clock=clock)
-    tracker = Tracker(backend)
-    update = tracker.update
-
-    def counted_update(*args, **kw):
-        n[0] += 1
-        return update(*args, **kw)
-
-    tracker.update = counted_update
+    tracker = neutral_tracker(LoadedBackend(nano_backend, ms_at_full=30.0, loaded=loaded, clock=clock), n)
     uri = f"synthetic://?seed=4&fps=20&frames=210{SIZE}"
     rungs = (1.0, 0.85, 0.7, 0.6, 0.5)
     opt = LoopOptions(target_fps=20, rungs=rungs, realtime=False, overlay=False, progress=False, clock=clock)
@@ -156,7 +164,7 @@ def test_controller_holds_target_fps_under_load_and_returns_to_richest_rung(tmp_
     uri = f"synthetic://?seed=4&fps={fps:g}&frames={int(fps * seconds)}{SIZE}"
     opt = LoopOptions(target_fps=fps, rungs=(1.0, 0.85, 0.7, 0.6, 0.5), progress=False, alloc_frames=None)
     report = DualSensorLoop(
-        parse_uri(uri, "rgb"), parse_uri(uri, "tir"), Tracker(backend), tmp_path, opt, log=lambda s: None
+        parse_uri(uri, "rgb"), parse_uri(uri, "tir"), neutral_tracker(backend), tmp_path, opt, log=lambda s: None
     ).run()
     frames = [r for r in _lines(tmp_path / "track.jsonl") if r.get("box")]
     t = np.array([r["frame"] / fps for r in frames])
