@@ -102,7 +102,7 @@ class DualSensorLoop:
     def _replay(self, rgb: SourceSpec, tir: SourceSpec) -> bool:
         if self.opt.realtime is None:
             return rgb.recorded and tir.recorded
-        if not self.opt.realtime and not all(s.recorded or s.scheme == "synthetic" for s in (rgb, tir)):
+        if not self.opt.realtime and not (rgb.replayable and tir.replayable):
             raise CKDError("replay needs recorded clips (file://) or synthetic sensors, not live cameras")
         return not self.opt.realtime
 

@@ -40,6 +40,11 @@ class SourceSpec:
         return self.scheme == "file"
 
     @property
+    def replayable(self) -> bool:
+        """Whether its frames can be replayed one by one (a recorded clip, or a simulated sensor)."""
+        return self.recorded or self.scheme == "synthetic"
+
+    @property
     def frames_folder(self) -> bool:
         """Numbered image frames (a folder or a printf pattern) rather than a video file."""
         path = Path(self.location)

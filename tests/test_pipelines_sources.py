@@ -14,7 +14,8 @@ from pipelines.uri import parse_uri
 
 
 def _run_rig(uris: dict[str, str], seconds: float, keep: bool = False):
-    """Run two sources, pairing as frames arrive (like the loop); return (pairs, rig, samples kept)."""
+    """Run two sources until both end (`seconds`: a safety time-out only), pairing as frames arrive (like the
+    loop); return (pairs, rig, samples kept)."""
     pairer = Pairer(default_tolerance(*(parse_uri(u, r).number("fps", 30) for r, u in uris.items())))
     lock, pairs, kept = threading.Lock(), [], []
 
@@ -40,7 +41,7 @@ def test_synthetic_30_and_9_fps_pair_once_per_thermal_frame():
     size = "&width=160&height=120"
     pairs, pairer, rig, _ = _run_rig(
         {"rgb": f"synthetic://?seed=1&fps=30&frames=45{size}", "tir": f"synthetic://?seed=1&fps=9&frames=14{size}"},
-        seconds=4.0,
+        seconds=60.0,
     )
     rgb, tir = rig.sources
     assert rgb.frames == 45 and tir.frames == 14 and rgb.eos and tir.eos
@@ -57,7 +58,7 @@ def test_image_folders_at_30_and_10_fps_pair(tmp_path):
     for i in range(10):
         cv2.imwrite(str(tmp_path / "ir" / f"i{i + 1:06d}.png"), np.full((60, 80), 20 * i, np.uint8))
     pairs, pairer, rig, kept = _run_rig(
-        {"rgb": f"file://{tmp_path}?fps=30", "tir": f"file://{tmp_path}/ir?fps=10"}, seconds=3.0, keep=True
+        {"rgb": f"file://{tmp_path}?fps=30", "tir": f"file://{tmp_path}/ir?fps=10"}, seconds=60.0, keep=True
     )
     assert [s.frames for s in rig.sources] == [30, 10]
     assert len(pairs) == 10 and pairer.stats.pairs == 10
@@ -78,7 +79,7 @@ def test_a_source_that_errors_is_reported_by_name_and_element():
             "rgb": f"synthetic://?seed=2&fps=30&frames=30{size}",
             "tir": f"synthetic://?seed=2&fps=30&error_after=5{size}",
         },
-        seconds=3.0,
+        seconds=60.0,
     )
     rgb, tir = rig.sources
     assert tir.frames == 5 and rgb.frames == 30 and rgb.error is None
