@@ -201,7 +201,6 @@ class AppsrcFeeder:
         self.error_after = int(spec.number("error_after", -1))
         self.stall_after = int(spec.number("stall_after", -1))
         self.stall_s = spec.number("stall_s", 1.0)
-        self.pushed = 0
         self.problems: list[FrameProblem] = []  # appended by the feeder thread, read by the main thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -229,7 +228,7 @@ class AppsrcFeeder:
                 return
             if i - first == self.error_after:
                 err = GLib.Error.new_literal(Gst.ResourceError.quark(), "sensor disconnected", Gst.ResourceError.READ)
-                self.appsrc.post_message(Gst.Message.new_error(self.appsrc, err, f"injected after {i} frames"))
+                self.appsrc.post_message(Gst.Message.new_error(self.appsrc, err, f"injected after {i - first} frames"))
                 return
             if i - first == self.stall_after:
                 self._stop.wait(self.stall_s)
@@ -243,7 +242,6 @@ class AppsrcFeeder:
             buf.pts, buf.duration, buf.offset = (i - first) * duration + offset, duration, i
             if self.appsrc.emit("push-buffer", buf) != Gst.FlowReturn.OK:
                 return
-            self.pushed += 1
         self.appsrc.emit("end-of-stream")
 
 
