@@ -12,10 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quantize",
         help="INT8-quantize exported rungs (explicit Q/DQ) and gate them against FP32",
-        description="Quantize every FP32 rung of an export folder to INT8 (explicit Q/DQ, per-channel weights; "
-        "LayerNorm, Softmax, the attention core, GELU and the head outputs stay float: quantize/policy.py) "
-        "using a calibration set from `ckd calibrate`. With --gate, run FP32 and INT8 trackers over held-out "
-        "evaluation clips and fail (exit 2, naming the worst rung) outside the thresholds.",
+        description="Quantize every FP32 rung of an export folder to INT8 (explicit Q/DQ, per-channel weights) "
+        "using a calibration set from `ckd calibrate`, in the INT8 format that is exact on the target CPU "
+        "(--cpu-target) and a precision tier (--tier; quantize/policy.py). With --gate, run FP32 and INT8 trackers "
+        "over held-out evaluation clips and fail (exit 2, naming the worst rung) outside the thresholds; with "
+        "--tier auto and --gate, try the tiers fastest first and keep the first one that passes.",
     )
     p.add_argument("--onnx", required=True, metavar="DIR", help="FP32 export folder (from `ckd export`)")
     p.add_argument("--calib", required=True, metavar="DIR", help="calibration set (from `ckd calibrate`)")
@@ -44,6 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="percentile",
         help="activation range calibration (default percentile 99.99)",
     )
+    p.add_argument(
+        "--cpu-target",
+        choices=["auto", "vnni", "avx2", "arm"],
+        default="auto",
+        help="CPU the INT8 graphs will run on (ONNX Runtime): vnni = x86 with AVX-512 VNNI or AVX-VNNI (full-range "
+        "weights), avx2 = any other x86 (7-bit weights: its U8S8 kernels saturate at full range), arm = Arm64 "
+        "(full range); auto = this machine (default). Recorded in the manifest and checked when a graph is loaded",
+    )
+    p.add_argument(
+        "--tier",
+        choices=["auto", "conservative", "balanced", "aggressive"],
+        default="auto",
+        help="precision tier: conservative = INT8 linear layers and convolutions; balanced = also the attention "
+        "core; aggressive = also Softmax. auto (default) = with --gate the fastest tier that passes, else "
+        "conservative",
+    )
     g = p.add_argument_group("fidelity gate")
     g.add_argument("--gate", action="store_true", help="run the FP32-vs-INT8 fidelity gate after quantizing")
     # Seed distinct from calibration's (held out). 8 x 80 frames: with 4 x 60 one tracker drifting on one clip
@@ -66,25 +83,24 @@ def run(args: argparse.Namespace) -> int:
     from calibration.sources import open_clips
     from ckd.atomic import write_text_atomic
     from ckd.errors import CKDError
-    from edge.int8 import fidelity, quantize_export
+    from edge.int8 import quantize_export
+    from edge.int8_tiers import quantize_gated, tiers_to_try
     from quantize.fidelity import Thresholds, worst_rung
 
-    manifest = quantize_export(
-        args.onnx,
-        args.calib,
-        args.out,
-        args.keep_ratios,
-        engine=args.engine,
-        method=args.method,
-        progress=True,
-        fmt=args.fmt,
-    )
-    print(f"wrote {len(manifest.rungs)} INT8 rungs and manifest.json to {args.out}")
+    quantize_args = {"keep_ratios": args.keep_ratios, "engine": args.engine, "method": args.method}
+    quantize_args |= {"fmt": args.fmt, "cpu_target": args.cpu_target}
     if not args.gate:
+        tier = "conservative" if args.tier == "auto" else args.tier  # faster tiers only behind the gate
+        manifest = quantize_export(args.onnx, args.calib, args.out, **quantize_args, tier=tier, progress=True)
+        print(f"wrote {len(manifest.rungs)} INT8 rungs ({_record(manifest)}) and manifest.json to {args.out}")
         return 0
     limits = Thresholds(args.min_iou, args.max_auc_drop, args.min_cosine)
     clips = open_clips(args.eval_benchmark, args.eval_data, args.eval_sequences, args.eval_length, args.eval_seed)
-    results = fidelity(args.onnx, args.out, clips, limits, threads=args.threads, progress=True)
+    fixed = args.engine == "modelopt" or args.fmt == "trt"  # TensorRT-style graphs: conservative only
+    tiers = tiers_to_try("conservative" if fixed and args.tier == "auto" else args.tier)
+    search = quantize_gated(args.onnx, args.calib, args.out, clips, limits, tiers, args.threads, **quantize_args)
+    manifest, results = search.manifest, search.results
+    print(f"wrote {len(manifest.rungs)} INT8 rungs ({_record(manifest)}) and manifest.json to {args.out}")
     for r in results:
         verdict = "FAIL " + "; ".join(r.failures) if r.failures else "pass"
         accuracy = (
@@ -104,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         "eval": {"benchmark": args.eval_benchmark, "data": args.eval_data, "clips": [c.name for c in clips]},
         "thresholds": vars(limits),
         "rungs": [r.to_dict() for r in results],
+        "tiers_tried": search.tried,
     }
     path = Path(args.report) if args.report else Path(args.out) / "fidelity.json"
     write_text_atomic(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -112,3 +129,9 @@ def run(args: argparse.Namespace) -> int:
     if worst:
         raise CKDError(f"fidelity gate failed; worst rung k={worst.keep_ratio:.2f}: {'; '.join(worst.failures)}")
     return 0
+
+
+def _record(manifest) -> str:
+    """`tier X, FORMAT for --cpu-target T` from an INT8 manifest."""
+    c = manifest.calibration or {}
+    return f"tier {c.get('tier')}, {c.get('int8_format')} for --cpu-target {c.get('cpu_target')}"
