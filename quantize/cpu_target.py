@@ -47,6 +47,9 @@ FORMATS: dict[str, Int8Format] = {
         # NVIDIA Model Optimizer's TensorRT-style graphs: on x86 ONNX Runtime turns the s8 activations into u8
         # (QDQS8ToU8Transformer) and runs the same U8S8 kernels, full-range weights.
         Int8Format("s8s8", False, 127, ("vnni", "arm"), "S8S8 (Model Optimizer), full-range 8-bit weights"),
+        # ONNX Runtime's MatMulNBits (benchmark route): products of int8 activations and 4-bit weights stay far
+        # below 16 bits (2 x 127 x 8) on every kernel.
+        Int8Format("int4", False, 8, TARGETS, "4-bit block weights (MatMulNBits)"),
     )
 }
 FORMAT_FOR_TARGET = {"vnni": "u8s8", "avx2": "u8s8-w7", "arm": "u8s8"}

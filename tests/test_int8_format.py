@@ -10,18 +10,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from calibration.sampler import sample_crops
-from calibration.sources import synthetic_clips
-from calibration.store import write_calibration
 from ckd.errors import CKDError
-from ckd.model.config import preset
-from ckd.model.network import CKDNet
 from ckd_cli.main import main
 from edge.backends.onnxruntime import OrtBackend
-from edge.export import export_rungs
 from quantize import cpu_target
 from quantize.cpu_target import FORMAT_FOR_TARGET, FORMATS, host_target, target_from_cpuinfo
 from quantize.policy import TIERS
@@ -120,19 +113,6 @@ def test_picked_format_computes_a_saturating_product_exactly(tmp_path):
     assert picked in checked
 
 
-@pytest.fixture(scope="module")
-def nano(tmp_path_factory):
-    """A random nano model's 1.0 rung and a small tracker-sampled calibration set."""
-    root = tmp_path_factory.mktemp("fmt")
-    torch.manual_seed(0)
-    model = CKDNet(preset("nano")).eval()
-    export_rungs(model, root / "fp32", (1.0,), "random:nano:fmt", verify=False)
-    backend = OrtBackend(root / "fp32", precision="fp32")
-    crops = sample_crops(backend, synthetic_clips(2, 9, seed=1), 8, every=1)
-    write_calibration(root / "calib", crops, "synthetic", 1, {"name": "nano", "checkpoint_sha256": "random:nano:fmt"})
-    return root
-
-
 def _fake_cpu(monkeypatch, tmp_path, text: str) -> None:
     fake = tmp_path / "cpuinfo"
     fake.write_text(text)
@@ -144,7 +124,8 @@ def _max_weight(path) -> int:
     return max(int(np.abs(numpy_helper.to_array(t)).max()) for t in graph.graph.initializer if t.data_type == 3)
 
 
-def test_vnni_graph_is_refused_without_vnni(nano, tmp_path, monkeypatch, capsys):
+def test_vnni_graph_is_refused_without_vnni(nano_calibrated, tmp_path, monkeypatch, capsys):
+    nano = nano_calibrated
     base = ["quantize", "--onnx", str(nano / "fp32"), "--calib", str(nano / "calib")]
     assert main([*base, "--out", str(tmp_path / "vnni"), "--cpu-target", "vnni"]) == 0
     assert main([*base, "--out", str(tmp_path / "avx2"), "--cpu-target", "avx2"]) == 0
