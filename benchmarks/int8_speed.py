@@ -41,7 +41,7 @@ def _prepare(args) -> tuple[object, Path, dict[str, Path]]:
     from edge.int8 import quantize_export
     from edge.manifest import Manifest
     from quantize.cpu_target import FORMAT_FOR_TARGET, host_target
-    from quantize.policy import FASTEST_FIRST
+    from quantize.policy import TIER_NAMES
 
     if args.checkpoint:
         model, source = load_model(args.checkpoint), file_sha256(args.checkpoint)
@@ -66,7 +66,7 @@ def _prepare(args) -> tuple[object, Path, dict[str, Path]]:
         write_calibration(calib, crops, "synthetic", 7, {"name": model.cfg.name, "checkpoint_sha256": source})
     target = host_target()
     dirs = {}
-    for name in FASTEST_FIRST:
+    for name in TIER_NAMES:
         d = dirs[name] = work / f"int8-{name}-{FORMAT_FOR_TARGET[target]}-c{args.calib}"
         try:
             Manifest.load(d)
@@ -183,6 +183,7 @@ def main() -> int:
     gops = 2 * count_macs(model.cfg, 0.7).gemm_macs / 1e9
     rate = max(ort_gops(True, seconds=1.0, threads=args.threads) for _ in range(2))
     floor_ms = gops / rate * 1e3
+    by_format = {w: ort_gops(True, seconds=1.0, threads=args.threads, weights=w) for w in ("u8s8", "u8s8-w7", "u8u8")}
     gate_clips = synthetic_clips(args.gate_clips, args.gate_frames, seed=1000) if args.gate_clips else []
     for name, d in int8_dirs.items():
         rows[f"ort int8 {name} @0.70"]["gate"] = _gate(fp32_dir, d, gate_clips, args.threads) if gate_clips else None
@@ -192,6 +193,7 @@ def main() -> int:
     print(f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}; --cpu-target auto = {target}")
     print(f"INT8 format picked: {FORMAT_FOR_TARGET[target]}; load average before {load_before[0]:.1f}")
     print(f"INT8 floor @0.70: {gops:.1f} GOP / {rate:.1f} GOP/s (measured ORT MatMulInteger) = {floor_ms:.1f} ms")
+    print("INT8 GEMM rate by format, 512x768x3072: " + ", ".join(f"{k} {v:.0f} GOP/s" for k, v in by_format.items()))
     gate_note = f"{args.gate_clips} x {args.gate_frames} frames" if gate_clips else "not run"
     print(
         f"{'configuration':<26} {'median ms':>9} {'model ms':>9} {'x torch@1.0':>11} {'x floor':>8}  gate ({gate_note})"
@@ -220,6 +222,7 @@ def main() -> int:
     print(f"load average after {os.getloadavg()[0]:.1f}")
     if args.json:
         doc = {"rows": rows, "int8_gops": rate, "model_gop_k070": gops, "floor_ms": floor_ms, "policy_floor": pf}
+        doc["int8_gops_by_format"] = by_format
         doc |= {"cpu": cpu, "cpu_target": target, "int8_format": FORMAT_FOR_TARGET[target], "gate_clips": gate_note}
         Path(args.json).write_text(json.dumps(doc, indent=2))
     return 0

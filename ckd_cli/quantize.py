@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "conservative", "balanced", "aggressive"],
         default="auto",
         help="precision tier: conservative = INT8 linear layers and convolutions; balanced = also the attention "
-        "core; aggressive = also Softmax. auto (default) = with --gate the fastest tier that passes, else "
-        "conservative",
+        "core; aggressive = also Softmax. auto (default) = with --gate the tier measured fastest here among "
+        "those that pass, else conservative",
     )
     g = p.add_argument_group("fidelity gate")
     g.add_argument("--gate", action="store_true", help="run the FP32-vs-INT8 fidelity gate after quantizing")

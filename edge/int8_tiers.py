@@ -1,23 +1,38 @@
-"""The fastest precision tier that passes the fidelity gate: quantize with each tier, fastest first, gate it, keep
-the first whose every rung passes (`ckd quantize --tier auto --gate`)."""
+"""The fastest precision tier that passes the fidelity gate (`ckd quantize --tier auto --gate`): quantize with every
+tier, time them on this CPU (interleaved, median), then gate them fastest first and keep the first whose every rung
+passes. Which tier is fastest depends on the model: INT8 attention pays for its Q/DQ nodes only on large ones."""
 
 from __future__ import annotations
 
+import shutil
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from calibration.sources import Clip
 from edge.int8 import fidelity, quantize_export
-from edge.manifest import Manifest
+from edge.manifest import MANIFEST_NAME, Manifest
 from quantize.fidelity import RungFidelity, Thresholds
-from quantize.policy import FASTEST_FIRST, tier
+from quantize.policy import TIER_NAMES, tier
+
+Timer = Callable[[str, Callable[[], None]], float]
+
+
+def wall_time(_name: str, run: Callable[[], None]) -> float:
+    """Seconds one call of `run` takes (the default `Timer`; tests inject their own)."""
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
 
 
 @dataclass
 class TierSearch:
-    """What `quantize_gated` did: the manifest and gate results of the tier left in the output folder, and one line
-    per tier tried (`tried`: {"tier", "passed", "failures"})."""
+    """What `quantize_gated` did: the manifest and gate results of the tier left in the output folder, and one entry
+    per tier tried, in the order tried (`tried`: {"tier", "model_ms", "passed", "failures"})."""
 
     manifest: Manifest
     results: list[RungFidelity]
@@ -29,8 +44,38 @@ class TierSearch:
 
 
 def tiers_to_try(name: str) -> tuple[str, ...]:
-    """`auto` -> every tier, fastest first; a tier name -> that tier alone."""
-    return FASTEST_FIRST if name == "auto" else (tier(name).name,)
+    """`auto` -> every tier; a tier name -> that tier alone."""
+    return TIER_NAMES if name == "auto" else (tier(name).name,)
+
+
+def model_ms(dirs: dict[str, Path], threads: int | None = None, runs: int = 9, timer: Timer = wall_time):
+    """Median model time (ms, all rungs of a folder run once per round) of each INT8 folder, interleaved round by
+    round so that load on a shared machine slows every folder alike; one untimed warm-up round."""
+    from edge.backends.onnxruntime import OrtBackend
+
+    backends = {name: OrtBackend(d, threads, precision="int8") for name, d in dirs.items()}
+    rng = np.random.default_rng(0)
+    for b in backends.values():
+        for buf in b.input_buffers().values():
+            buf[...] = rng.standard_normal(buf.shape, dtype=np.float32)
+
+    def one_round(b) -> Callable[[], None]:
+        return lambda: [b.run(b.input_buffers(), k) for k in b.keep_ratios]
+
+    times: dict[str, list[float]] = {name: [] for name in dirs}
+    for i in range(runs + 1):
+        for name, b in backends.items():
+            seconds = timer(name, one_round(b))
+            if i:
+                times[name].append(seconds)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move an INT8 folder's files into `dst` (an older manifest there first removed, the new one moved last)."""
+    (dst / MANIFEST_NAME).unlink(missing_ok=True)
+    for f in sorted(src.iterdir(), key=lambda p: p.name == MANIFEST_NAME):
+        f.replace(dst / f.name)
 
 
 def quantize_gated(
@@ -39,25 +84,43 @@ def quantize_gated(
     out_dir: str | Path,
     clips: Sequence[Clip],
     limits: Thresholds,
-    tiers: Sequence[str] = FASTEST_FIRST,
+    tiers: Sequence[str] = TIER_NAMES,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    timer: Timer = wall_time,
     **quantize_args,
 ) -> TierSearch:
-    """Quantize `onnx_dir` into `out_dir` with each of `tiers` in turn and gate it against FP32 over `clips`; stop at
-    the first tier whose rungs all pass. When none passes, `out_dir` holds the last tier tried (check `.passed`)."""
-    search = None
+    """Quantize `onnx_dir` with each of `tiers`, rank them by measured model time, gate them against FP32 over `clips`
+    fastest first and stop at the first whose rungs all pass. `out_dir` then holds that tier, or, when none passes,
+    the slowest one tried (check `.passed`)."""
+    out_dir = Path(out_dir)
+    work = out_dir / ".tiers"
+    shutil.rmtree(work, ignore_errors=True)
+    dirs = {}
     for name in tiers:
-        manifest = quantize_export(onnx_dir, calib_dir, out_dir, tier=name, progress=True, **quantize_args)
-        results = fidelity(onnx_dir, out_dir, clips, limits, threads=threads, progress=True)
+        dirs[name] = work / name
+        quantize_export(onnx_dir, calib_dir, dirs[name], tier=name, progress=True, **quantize_args)
+    ms: dict[str, float | None] = dict.fromkeys(dirs)
+    order = list(dirs)
+    if len(dirs) > 1:
+        ms.update(model_ms(dirs, threads, timer=timer))
+        order.sort(key=lambda n: ms[n])
+        log("model time per tier (all rungs, median): " + ", ".join(f"{n} {ms[n]:.1f} ms" for n in order))
+    search = None
+    for name in order:
+        results = fidelity(onnx_dir, dirs[name], clips, limits, threads=threads, progress=True)
         failures = [f"k={r.keep_ratio:.2f}: {'; '.join(r.failures)}" for r in results if r.failures]
+        manifest = Manifest.load(dirs[name])
         if search is None:
             search = TierSearch(manifest, results)
         search.manifest, search.results = manifest, results
-        search.tried.append({"tier": name, "passed": not failures, "failures": failures})
+        search.tried.append({"tier": name, "model_ms": ms[name], "passed": not failures, "failures": failures})
         log(f"tier {name} ({tier(name).summary}): " + ("passed the gate" if not failures else "; ".join(failures)))
         if not failures:
             break
     if search is None:
         raise ValueError("no tier to try")
+    _move_into(dirs[search.tried[-1]["tier"]], out_dir)
+    shutil.rmtree(work)
+    search.manifest = Manifest.load(out_dir)
     return search

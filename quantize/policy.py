@@ -16,12 +16,12 @@ FP16/FP32 in TensorRT), each rule naming its reason:
 Node names follow the TorchScript exporter's scopes (`/m/attn_3/MatMul_1`, `/m/box_head/conv5_ctr/Conv`).
 `excluded_nodes` applies the rules to a graph; `check_policy` verifies a quantized graph obeys them.
 
-Precision tiers (`TIERS`, fastest first in `FASTEST_FIRST`) relax these rules step by step: `conservative` is
+Precision tiers (`TIERS`; `TIER_NAMES`, most INT8 first) relax these rules step by step: `conservative` is
 the policy above; `balanced` also runs the attention core (q@k^T, attn@v) as INT8 activation x activation
 products (U8U8: exact on every CPU); `aggressive` also quantizes Softmax, which ONNX Runtime's CPU provider then
 runs as its integer `QLinearSoftmax`. GELU stays float in every tier: ONNX Runtime has no integer GELU kernel on
-CPU, so quantizing around it would only add Q/DQ nodes. `ckd quantize` keeps the fastest tier whose rungs pass
-the fidelity gate.
+CPU, so quantizing around it would only add Q/DQ nodes. `ckd quantize --gate` times every tier on the machine and
+keeps the fastest whose rungs pass the fidelity gate (`edge/int8_tiers.py`): more INT8 is not always faster.
 """
 
 from __future__ import annotations
@@ -96,13 +96,13 @@ TIERS: dict[str, Tier] = {
         ),
     )
 }
-FASTEST_FIRST = ("aggressive", "balanced", "conservative")
+TIER_NAMES = ("aggressive", "balanced", "conservative")
 
 
 def tier(name: str) -> Tier:
     """The tier called `name`; CKDError naming the choices otherwise."""
     if name not in TIERS:
-        raise CKDError(f"unknown precision tier {name!r}; choose from {', '.join(FASTEST_FIRST)}")
+        raise CKDError(f"unknown precision tier {name!r}; choose from {', '.join(TIER_NAMES)}")
     return TIERS[name]
 
 

@@ -28,5 +28,6 @@ def test_int8_speed_runs_on_nano(tmp_path):
     pf = d["policy_floor"]
     assert pf["int8_ms"] > 0 and pf["fp32_ms"] > 0 and d["floor_ms"] > 0
     assert d["int8_format"] == FORMAT_FOR_TARGET[host_target()] and d["cpu"]["flags"]
+    assert set(d["int8_gops_by_format"]) == {"u8s8", "u8s8-w7", "u8u8"}
     assert "INT8 floor @0.70" in run.stdout and "matrix products alone" in run.stdout
     assert "'QGemm'" in run.stdout or "'MatMulNBits'" in run.stdout or "'DynamicQuantizeMatMul'" in run.stdout
