@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "using a calibration set from `ckd calibrate`, in the INT8 format that is exact on the target CPU "
         "(--cpu-target) and a precision tier (--tier; quantize/policy.py). With --gate, run FP32 and INT8 trackers "
         "over held-out evaluation clips and fail (exit 2, naming the worst rung) outside the thresholds; with "
-        "--tier auto and --gate, try the tiers fastest first and keep the first one that passes.",
+        "--tier auto and --gate, quantize with every tier, time them here and keep the fastest that passes.",
     )
     p.add_argument("--onnx", required=True, metavar="DIR", help="FP32 export folder (from `ckd export`)")
     p.add_argument("--calib", required=True, metavar="DIR", help="calibration set (from `ckd calibrate`)")
