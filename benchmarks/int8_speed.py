@@ -40,7 +40,7 @@ def _prepare(args) -> tuple[object, Path, dict[str, Path]]:
     from edge.export import EXPORT_REVISION, export_rungs
     from edge.int8 import quantize_export
     from edge.manifest import Manifest
-    from quantize.cpu_target import FORMAT_FOR_TARGET, host_target
+    from quantize.cpu_target import FORMAT_FOR_TARGET, resolve_target
     from quantize.policy import TIER_NAMES
 
     if args.checkpoint:
@@ -64,7 +64,7 @@ def _prepare(args) -> tuple[object, Path, dict[str, Path]]:
         clips = synthetic_clips(max(2, args.calib // 32), 2 + min(args.calib, 32), seed=7)
         crops = sample_crops(backend, clips, args.calib, every=1, progress=True)
         write_calibration(calib, crops, "synthetic", 7, {"name": model.cfg.name, "checkpoint_sha256": source})
-    target = host_target()
+    target = resolve_target(args.cpu_target)
     dirs = {}
     for name in TIER_NAMES:
         d = dirs[name] = work / f"int8-{name}-{FORMAT_FOR_TARGET[target]}-c{args.calib}"
@@ -154,6 +154,13 @@ def main() -> int:
     p.add_argument("--calib", type=int, default=8, help="calibration samples (default 8; ~0.3 GB each for base)")
     p.add_argument("--gate-clips", type=int, default=4, help="held-out clips for the fidelity gate (0 = no gate)")
     p.add_argument("--gate-frames", type=int, default=40, help="frames per gate clip (default 40)")
+    p.add_argument(
+        "--cpu-target",
+        default="auto",
+        choices=["auto", "vnni", "avx2", "arm"],
+        help="quantize for this CPU (default: this machine); e.g. avx2 on a VNNI machine gives the 7-bit-weight "
+        "graphs an AVX2 machine runs, with the same results (both exact) but this machine's speed",
+    )
     p.add_argument("--work", default="~/.cache/ckd/int8_speed", help="cache folder for graphs")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
@@ -167,7 +174,7 @@ def main() -> int:
     from edge.bench.gemm_floor import policy_floor
     from edge.bench.roofline import count_macs, ort_gops
     from edge.int8 import optimized_ops
-    from quantize.cpu_target import FORMAT_FOR_TARGET, host_target
+    from quantize.cpu_target import FORMAT_FOR_TARGET, host_target, resolve_target
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -188,10 +195,10 @@ def main() -> int:
     for name, d in int8_dirs.items():
         rows[f"ort int8 {name} @0.70"]["gate"] = _gate(fp32_dir, d, gate_clips, args.threads) if gate_clips else None
     cpu = cpu_info()
-    target = host_target()
+    target = resolve_target(args.cpu_target)
     print(f"\n{model.cfg.name} model, {args.threads} threads, {args.frames} frames interleaved (tracker update)")
-    print(f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}; --cpu-target auto = {target}")
-    print(f"INT8 format picked: {FORMAT_FOR_TARGET[target]}; load average before {load_before[0]:.1f}")
+    print(f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}; --cpu-target auto = {host_target()}")
+    print(f"INT8 format: {FORMAT_FOR_TARGET[target]} (--cpu-target {target}); load average before {load_before[0]:.1f}")
     print(f"INT8 floor @0.70: {gops:.1f} GOP / {rate:.1f} GOP/s (measured ORT MatMulInteger) = {floor_ms:.1f} ms")
     print("INT8 GEMM rate by format, 512x768x3072: " + ", ".join(f"{k} {v:.0f} GOP/s" for k, v in by_format.items()))
     gate_note = f"{args.gate_clips} x {args.gate_frames} frames" if gate_clips else "not run"
