@@ -2,8 +2,8 @@
 
 `quantize_export` writes `ckd_k<r>_int8.onnx` per rung + a manifest (precision int8, calibration provenance, the
 CPU target, INT8 format and precision tier) into a new folder; each graph is audited against its tier's policy
-before it is kept. `fidelity` runs the
-FP32 and INT8 trackers (ONNX Runtime) side by side over evaluation clips and scores their agreement per rung.
+before it is kept. `fidelity` runs the FP32 and INT8 trackers (ONNX Runtime) side by side over evaluation clips
+and scores their agreement per rung.
 """
 
 from __future__ import annotations
