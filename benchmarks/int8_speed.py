@@ -172,7 +172,7 @@ def main() -> int:
     from edge.backends.onnxruntime import OrtBackend
     from edge.bench.env import cpu_info
     from edge.bench.gemm_floor import policy_floor
-    from edge.bench.roofline import count_macs, ort_gops
+    from edge.bench.roofline import count_macs, int8_format_gops, ort_gops
     from edge.int8 import optimized_ops
     from quantize.cpu_target import FORMAT_FOR_TARGET, host_target, resolve_target
 
@@ -190,7 +190,7 @@ def main() -> int:
     gops = 2 * count_macs(model.cfg, 0.7).gemm_macs / 1e9
     rate = max(ort_gops(True, seconds=1.0, threads=args.threads) for _ in range(2))
     floor_ms = gops / rate * 1e3
-    by_format = {w: ort_gops(True, seconds=1.0, threads=args.threads, weights=w) for w in ("u8s8", "u8s8-w7", "u8u8")}
+    by_format = int8_format_gops(seconds=2.0, threads=args.threads)
     gate_clips = synthetic_clips(args.gate_clips, args.gate_frames, seed=1000) if args.gate_clips else []
     for name, d in int8_dirs.items():
         rows[f"ort int8 {name} @0.70"]["gate"] = _gate(fp32_dir, d, gate_clips, args.threads) if gate_clips else None
@@ -200,7 +200,10 @@ def main() -> int:
     print(f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}; --cpu-target auto = {host_target()}")
     print(f"INT8 format: {FORMAT_FOR_TARGET[target]} (--cpu-target {target}); load average before {load_before[0]:.1f}")
     print(f"INT8 floor @0.70: {gops:.1f} GOP / {rate:.1f} GOP/s (measured ORT MatMulInteger) = {floor_ms:.1f} ms")
-    print("INT8 GEMM rate by format, 512x768x3072: " + ", ".join(f"{k} {v:.0f} GOP/s" for k, v in by_format.items()))
+    print(
+        "INT8 GEMM rate by weight format (interleaved), 512x768x3072: "
+        + ", ".join(f"{k} {v:.0f} GOP/s" for k, v in by_format.items())
+    )
     gate_note = f"{args.gate_clips} x {args.gate_frames} frames" if gate_clips else "not run"
     print(
         f"{'configuration':<26} {'median ms':>9} {'model ms':>9} {'x torch@1.0':>11} {'x floor':>8}  gate ({gate_note})"

@@ -156,6 +156,26 @@ def ort_gops(
     return _best_rate(lambda: sess.run(None, {"A": a}), 2.0 * m * k * n, seconds)
 
 
+def int8_format_gops(
+    formats=("u8s8", "u8s8-w7", "u8u8"), m: int = 512, k: int = 768, n: int = 3072, seconds: float = 1.0, threads=None
+) -> dict[str, float]:
+    """Best MatMulInteger rate (GOP/s) of each weight format, the formats' runs interleaved call by call within
+    the time budget so that load on a shared machine reaches each alike."""
+    runs = {}
+    for w in formats:
+        sess, a = _ort_matmul_session(m, k, n, True, threads, w)
+        runs[w] = lambda s=sess, x=a: s.run(None, {"A": x})
+        runs[w]()  # warm-up
+    best = dict.fromkeys(formats, float("inf"))
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or not all(t < float("inf") for t in best.values()):
+        for w, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            best[w] = min(best[w], time.perf_counter() - t0)
+    return {w: 2.0 * m * k * n / t / 1e9 for w, t in best.items()}
+
+
 def gemm_ceilings(seconds: float = 0.5, threads: int | None = None) -> dict[str, float]:
     """This machine's measured GEMM ceilings in GOP/s: FP32 (best of torch and ORT) and INT8 (ORT)."""
     torch_fp32 = torch_fp32_gflops(seconds=seconds, threads=threads)
