@@ -9,8 +9,9 @@ its MLAS integer GEMM, whose kernel depends on the CPU (`onnxruntime/core/mlas/l
   clamped, silently. ONNX Runtime's quantization guide names the two cures: `reduce_range` (7-bit weights,
   |w| <= 64, so a pair stays <= 2 x 255 x 64 = 32640) or U8U8 (widened to 16 bits first, `VPMADDWD`, slower).
 - x86 with AVX-512 VNNI or AVX-VNNI: `VPDPBUSD` accumulates u8 x s8 straight into 32 bits: exact at full range.
-- Arm64 (NEON `UMULL`/`SMULL` + pairwise 32-bit accumulation, `UDOT`/`SDOT` with dotprod, `UMMLA` with i8mm, as on
-  Jetson Orin's Cortex-A78AE): 32-bit accumulation, exact at full range.
+- Arm64: `UDOT`/`SDOT` with dotprod (Jetson Orin's Cortex-A78AE), `UMMLA`/`SMMLA` with i8mm, and without either
+  the NEON kernel (`qgemm_kernel_neon.cpp`: s8 weights flipped to u8 when packed, u8 x u8 products accumulated into
+  32 bits): no 16-bit saturating sum, exact at full range.
 
 U8U8 products (activation x activation, as in the `balanced` tier's attention core) are exact on every CPU above.
 The target and format are written into the INT8 manifest by `ckd quantize`; `check_int8_format` refuses, at
