@@ -20,12 +20,15 @@ load time, a graph whose format would saturate on the CPU it is about to run on.
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 TARGETS = ("vnni", "avx2", "arm")
-CPUINFO = Path("/proc/cpuinfo")
+# CKD_CPUINFO names another file to read the flags from: under an emulator (QEMU user mode shows the host's
+# /proc/cpuinfo, not the emulated CPU's) or to check a graph for another machine.
+CPUINFO = Path(os.environ.get("CKD_CPUINFO", "/proc/cpuinfo"))
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # AMX machines have AVX-512 VNNI too
 
 
