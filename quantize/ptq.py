@@ -26,7 +26,7 @@ METHODS = ("minmax", "percentile", "entropy")
 
 
 @contextlib.contextmanager
-def quiet():
+def _quiet():
     """Silence the quantizer's progress prints and root-logger warnings (the CLI shows its own bar)."""
     logging.disable(logging.WARNING)
     try:
@@ -59,7 +59,7 @@ def quantize_qdq(src: Path, dst: Path, reader, fmt: str, tier: Tier, method: str
     extra["OpTypesToExcludeOutputQuantization"] = list(tier.float_output_ops)
     # Not CalibMaxIntermediateOutputs: ORT 1.32's MinMax calibrator clears the batch without folding it in.
     # Calibration memory therefore grows with the sample count (~0.3 GB per sample for the base model).
-    with warnings.catch_warnings(), quiet():
+    with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         quantize_static(
             str(src),

@@ -21,7 +21,7 @@ import numpy as np
 from edge.manifest import Manifest, Rung, rung_filename
 from quantize.cpu_target import FORMAT_FOR_TARGET, FORMATS
 from quantize.policy import excluded_nodes
-from quantize.ptq import quiet
+from quantize.ptq import _quiet
 
 ROUTES = ("dynamic", "int4")
 INT4_BLOCK = 32
@@ -102,7 +102,7 @@ def write_route(route: str, fp32_dir: str | Path, out_dir: str | Path, cpu_targe
         if route == "int4":
             onnx.save(int4_weights(model), dst)
         elif route == "dynamic":
-            with tempfile.TemporaryDirectory() as tmp, quiet():
+            with tempfile.TemporaryDirectory() as tmp, _quiet():
                 onnx.save(model, Path(tmp) / "mm.onnx")
                 quantize_dynamic(
                     Path(tmp) / "mm.onnx",
