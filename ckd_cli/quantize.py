@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from quantize.fidelity import Thresholds, worst_rung
 
     quantize_args = {"keep_ratios": args.keep_ratios, "engine": args.engine, "method": args.method}
-    quantize_args |= {"fmt": args.fmt, "cpu_target": args.cpu_target}
+    quantize_args.update(fmt=args.fmt, cpu_target=args.cpu_target)
     if not args.gate:
         tier = "conservative" if args.tier == "auto" else args.tier  # faster tiers only behind the gate
         manifest = quantize_export(args.onnx, args.calib, args.out, **quantize_args, tier=tier, progress=True)
