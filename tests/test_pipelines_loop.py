@@ -200,7 +200,8 @@ def test_live_sensor_reconnects_with_back_off_and_a_stall_is_bridged(tmp_path, n
     # paired -> RGB alone (stall) -> paired -> RGB alone (dropout) -> paired again after the reconnect
     runs = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
     assert runs[:5] == ["paired", "tir lost", "paired", "tir lost", "paired"]
-    assert report["sources"]["rgb"]["frames"] == 90 and report["frames_processed"] >= 45
+    # every RGB frame arrived; how many were processed depends on the machine's speed (live pacing drops the rest)
+    assert report["sources"]["rgb"]["frames"] == 90 and report["frames_processed"] == len(frames)
 
 
 def test_the_loop_installs_no_process_wide_diagnostic_hooks(tmp_path, nano_backend, monkeypatch):
