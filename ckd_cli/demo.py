@@ -39,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
         ("export", fp32 / "manifest.json", ["export", *ckpt, "--out", str(fp32)]),
         ("calibrate", calib / "calibration.json",
          ["calibrate", "--model", str(fp32), "--out", str(calib), "--frames", "128"]),
-        ("quantize", int8 / "manifest.json",  # written after the gate, without the rungs that failed it
+        ("quantize", int8 / "manifest.json",  # holds the gate's verdict; failed rungs are left out
          ["quantize", "--onnx", str(fp32), "--calib", str(calib), "--out", str(int8), "--gate", *threads]),
     ]  # fmt: skip
+    if (int8 / "manifest.json").is_file() and (Manifest.load(int8, verify=False).gate or {}).get("pending"):
+        (int8 / "manifest.json").unlink()  # the gate was interrupted: quantize again
     for i, (name, done, argv) in enumerate(steps, 1):
         if done.is_file():
             print(f"[{i}/4] {name}: reusing {done.parent}")

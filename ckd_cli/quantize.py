@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         progress=True,
         fmt=args.fmt,
-        save=not args.gate,
+        gate=args.gate,
     )
     if not args.gate:
         print(f"wrote {len(manifest.rungs)} INT8 rungs and manifest.json to {args.out} (not gated)")

@@ -277,7 +277,7 @@ def fidelity_many(
     progress: bool = False,
     reset_on_failure: bool = True,
 ) -> dict[str, list[RungFidelity]]:
-    """Gate several candidate folders (or unsaved manifests) against one FP32 export in a single pass over
+    """Gate several candidate folders (or manifests, e.g. pending ones) against one FP32 export in a single pass over
     `clips`: per candidate, one `RungFidelity` per rung, highest keep ratio first. Candidates may be of any
     precision (an FP32 copy is compared like an INT8 one)."""
     from tqdm import tqdm
@@ -327,7 +327,8 @@ def fidelity(
     progress: bool = False,
     reset_on_failure: bool = True,
 ) -> list[RungFidelity]:
-    """The fidelity gate: one `RungFidelity` per rung of `int8_dir` (a folder or an unsaved manifest) against the
+    """The fidelity gate: one `RungFidelity` per rung of `int8_dir` (a folder, or the manifest `quantize_export`
+    returned: a pending one is refused when loaded from disk) against the
     FP32 export, `.failures` empty = pass. See `quantize.fidelity` for what is compared."""
     return fidelity_many(fp32_dir, {"int8": int8_dir}, clips, limits, threads, progress, reset_on_failure)["int8"]
 

@@ -109,7 +109,7 @@ def test_choose_best():
     assert choose_best([Candidate(0.7, "int8", 4.0, bad), Candidate(1.0, "fp16", 9.0, good)]) == {
         1.0: Candidate(1.0, "fp16", 9.0, good)
     }  # a rung where nothing passes is left out; the others stay
-    assert gate_reason(Candidate(0.7, "int8", 4.0, bad)).startswith("fidelity gate: median IoU 0.000")
+    assert gate_reason(Candidate(0.7, "int8", 4.0, bad)).startswith("fidelity gate: median IoU 0.011, cosine -0.012")
 
 
 def test_reference_round_trip_with_onnxruntime(tmp_path):

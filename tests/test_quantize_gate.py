@@ -218,14 +218,21 @@ def test_failed_gate_leaves_nothing_a_later_command_accepts(rates, tmp_path, cap
     assert not (demo / "track.jsonl").exists()
 
 
-def test_interrupted_gate_leaves_no_manifest(setup, tmp_path):
-    """`ckd quantize --gate` writes the manifest only after the gate, and drops an older one first."""
-    shutil.copytree(setup / "int8", tmp_path / "int8")
-    manifest = quantize_export(setup / "fp32", setup / "calib", tmp_path / "int8", save=False)
-    assert manifest.directory == tmp_path / "int8" and (tmp_path / "int8" / "ckd_k1.00_int8.onnx").is_file()
-    with pytest.raises(CKDError, match="no export manifest here"):
+def test_interrupted_gate_leaves_nothing_accepted(setup, tmp_path, capsys):
+    """While the gate runs the manifest is pending: refused by every consumer, but the gate runs on the object."""
+    manifest = quantize_export(setup / "fp32", setup / "calib", tmp_path / "int8", gate=True)
+    assert Manifest.load(tmp_path / "int8", verify=False).gate == {"pending": True}
+    with pytest.raises(CKDError, match="the fidelity gate never finished on these rungs"):
         OrtBackend(tmp_path / "int8")
-    assert OrtBackend(manifest).keep_ratios == (1.0,)  # the gate itself runs on the unsaved manifest
+    assert OrtBackend(manifest).keep_ratios == (1.0,)
+    demo = tmp_path / "demo"  # `ckd demo` quantizes again over an interrupted gate instead of reusing it
+    shutil.copytree(tmp_path / "int8", demo / "model" / "int8")
+    shutil.copytree(setup / "fp32", demo / "model" / "fp32")
+    crops = {k: np.zeros((2, *v[1:]), np.float32) for k, v in manifest.inputs.items()}
+    write_calibration(demo / "calib", crops, "synthetic", 0, {"name": "nano", "checkpoint_sha256": "another"})
+    assert main(["demo", "--out", str(demo)]) == 2  # quantize runs again, and refuses the foreign calibration
+    assert "made with model another" in capsys.readouterr().err
+    assert not (demo / "model" / "int8" / "manifest.json").exists()
 
 
 def _verdict(keep_ratio: float, failures: list[str]) -> RungFidelity:
