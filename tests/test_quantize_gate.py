@@ -241,12 +241,17 @@ def _verdict(keep_ratio: float, failures: list[str]) -> RungFidelity:
 
 def test_partly_failed_gate_ships_and_runs_only_the_rungs_that_passed(tmp_path, capsys):
     fp32 = toy_export(tmp_path / "fp32", ratios=(1.0, 0.7))
-    int8 = toy_export(tmp_path / "int8", ratios=(1.0, 0.7), int8=True)
-    int8.rungs = [r for r in int8.rungs if r.precision == "int8"]
-    int8.save(tmp_path / "int8")
+    for folder in (tmp_path / "int8" / "trt8.5", tmp_path / "int8"):  # with a TensorRT 8.5 sub-export; main last
+        int8 = toy_export(folder, ratios=(1.0, 0.7), int8=True)
+        int8.rungs = [r for r in int8.rungs if r.precision == "int8"]
+        int8.gate = {"pending": True}
+        int8.save(folder)
+    with pytest.raises(CKDError, match="trt8.5: the fidelity gate never finished"):
+        Manifest.load(tmp_path / "int8" / "trt8.5")
     gated = record_gate(int8, [_verdict(1.0, []), _verdict(0.7, ["median box IoU 0.5 < 0.9"])], Thresholds(), "r.json")
-    assert [r.keep_ratio for r in Manifest.load(tmp_path / "int8").rungs] == [1.0] == gated.gate["passed"]
-    assert not (tmp_path / "int8" / "ckd_k0.70_int8.onnx").exists()
+    for folder in (tmp_path / "int8", tmp_path / "int8" / "trt8.5"):
+        assert [r.keep_ratio for r in Manifest.load(folder).rungs] == [1.0] == gated.gate["passed"]
+        assert not (folder / "ckd_k0.70_int8.onnx").exists() and (folder / "ckd_k1.00_int8.onnx").exists()
     note = f"{tmp_path / 'int8'}: rungs 0.70 failed the fidelity gate (see r.json)"
     assert gated.gate_note() == note
     backend = OrtBackend(tmp_path / "int8")
