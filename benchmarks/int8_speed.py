@@ -1,9 +1,10 @@
-"""Per-frame tracker latency on this CPU: torch FP32 eager, ONNX Runtime FP32 and ONNX Runtime INT8 (Q/DQ),
-at keep ratios 1.0 and 0.7, as ratios to torch FP32 eager at 1.0, plus the INT8 floor
-(model GOPs at 0.7 / this machine's measured INT8 GEMM rate).
+"""Per-frame tracker latency on this CPU of every INT8 precision tier (quantize/policy.py) and ONNX Runtime's other
+INT8 CPU routes (dynamic quantization, 4-bit MatMulNBits) at keep 0.7, against torch FP32 eager at keep 1.0 and the
+INT8 floor (model GOPs at 0.7 / this machine's measured INT8 GEMM rate), all in one interleaved run; with the
+fidelity gate's verdict for each (FP32 vs INT8 trackers on held-out synthetic clips).
 
     .venv/bin/python benchmarks/int8_speed.py                   # base model (random weights), 2 threads
-    .venv/bin/python benchmarks/int8_speed.py --preset nano --frames 30
+    .venv/bin/python benchmarks/int8_speed.py --checkpoint ckd/assets/demo_student.safetensors --calib 128
 
 Exported / calibrated / quantized graphs are cached in --work and reused on the next run (same preset+seed).
 Latency does not depend on the weights' values, so the base model is randomly initialised unless --checkpoint.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +23,9 @@ import numpy as np
 RUNGS = (1.0, 0.7)
 
 
-def _prepare(args) -> tuple[object, Path, Path]:
+def _prepare(args) -> tuple[object, Path, dict[str, Path]]:
+    """Export, calibrate and quantize (cached in --work); returns the model, the FP32 folder and one INT8 folder per
+    configuration name (tiers, then routes)."""
     import torch
 
     from calibration.sampler import sample_crops
@@ -32,9 +36,12 @@ def _prepare(args) -> tuple[object, Path, Path]:
     from ckd.model.config import preset
     from ckd.model.network import CKDNet
     from edge.backends.onnxruntime import OrtBackend
+    from edge.bench.cpu_routes import ROUTES, write_route
     from edge.export import EXPORT_REVISION, export_rungs
     from edge.int8 import quantize_export
     from edge.manifest import Manifest
+    from quantize.cpu_target import FORMAT_FOR_TARGET, resolve_target
+    from quantize.policy import TIER_NAMES
 
     if args.checkpoint:
         model, source = load_model(args.checkpoint), file_sha256(args.checkpoint)
@@ -42,7 +49,7 @@ def _prepare(args) -> tuple[object, Path, Path]:
         torch.manual_seed(args.seed)
         model, source = CKDNet(preset(args.preset)).eval(), f"random:{args.preset}:{args.seed}"
     work = Path(args.work).expanduser() / f"{source.replace(':', '_')[:40]}-r{EXPORT_REVISION}"
-    fp32, calib, int8 = work / "fp32", work / "calib", work / "int8"
+    fp32, calib = work / "fp32", work / f"calib{args.calib}"
     try:
         Manifest.load(fp32)
     except CKDError:
@@ -52,17 +59,28 @@ def _prepare(args) -> tuple[object, Path, Path]:
         print(f"exported {len(RUNGS)} rungs in {time.perf_counter() - t:.0f} s; max abs error vs torch {err}")
     try:
         load_calibration(calib)
-    except CKDError:
+    except CKDError:  # tracker-sampled crops of synthetic clips, as `ckd calibrate` makes them (seed 7)
         backend = OrtBackend(fp32, threads=args.threads)
-        crops = sample_crops(backend, synthetic_clips(2, args.calib, seed=7), args.calib, every=1, progress=True)
+        clips = synthetic_clips(max(2, args.calib // 32), 2 + min(args.calib, 32), seed=7)
+        crops = sample_crops(backend, clips, args.calib, every=1, progress=True)
         write_calibration(calib, crops, "synthetic", 7, {"name": model.cfg.name, "checkpoint_sha256": source})
-    try:
-        Manifest.load(int8)
-    except CKDError:
-        t = time.perf_counter()
-        quantize_export(fp32, calib, int8, method="minmax", progress=True)
-        print(f"quantized in {time.perf_counter() - t:.0f} s")
-    return model, fp32, int8
+    target = resolve_target(args.cpu_target)
+    dirs = {}
+    for name in TIER_NAMES:
+        d = dirs[name] = work / f"int8-{name}-{FORMAT_FOR_TARGET[target]}-c{args.calib}"
+        try:
+            Manifest.load(d)
+        except CKDError:
+            t = time.perf_counter()
+            quantize_export(fp32, calib, d, method="minmax", cpu_target=target, tier=name, progress=True)
+            print(f"quantized tier {name} in {time.perf_counter() - t:.0f} s")
+    for route in ROUTES:
+        d = dirs[route] = work / f"{route}-{FORMAT_FOR_TARGET[target]}"
+        try:
+            Manifest.load(d)
+        except CKDError:
+            write_route(route, fp32, d, target)
+    return model, fp32, dirs
 
 
 def _latency(configs: dict[str, tuple[object, float]], frames, box, warmup: int = 3) -> dict[str, dict[str, float]]:
@@ -117,6 +135,15 @@ def op_profile(path: Path, threads: int, runs: int = 4) -> list[tuple[str, float
     return per_op.most_common()
 
 
+def _gate(fp32_dir: Path, int8_dir: Path, clips, threads: int) -> str:
+    """The fidelity gate's verdict over `clips` at every rung: "pass" or the failures of the worst rung."""
+    from edge.int8 import fidelity
+    from quantize.fidelity import Thresholds, worst_rung
+
+    worst = worst_rung(fidelity(fp32_dir, int8_dir, clips, Thresholds(), threads=threads))
+    return "pass" if worst is None else f"FAIL k={worst.keep_ratio:.2f}: {'; '.join(worst.failures)}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="base", help="model preset (default base)")
@@ -125,6 +152,15 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="threads for torch and ONNX Runtime (default 2)")
     p.add_argument("--frames", type=int, default=15, help="timed frames per configuration (default 15)")
     p.add_argument("--calib", type=int, default=8, help="calibration samples (default 8; ~0.3 GB each for base)")
+    p.add_argument("--gate-clips", type=int, default=4, help="held-out clips for the fidelity gate (0 = no gate)")
+    p.add_argument("--gate-frames", type=int, default=40, help="frames per gate clip (default 40)")
+    p.add_argument(
+        "--cpu-target",
+        default="auto",
+        choices=["auto", "vnni", "avx2", "arm"],
+        help="quantize for this CPU (default: this machine); e.g. avx2 on a VNNI machine gives the 7-bit-weight "
+        "graphs an AVX2 machine runs, with the same results (both exact) but this machine's speed",
+    )
     p.add_argument("--work", default="~/.cache/ckd/int8_speed", help="cache folder for graphs")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
@@ -134,59 +170,74 @@ def main() -> int:
     from calibration.sources import synthetic_clips
     from ckd.track.torch_backend import TorchBackend
     from edge.backends.onnxruntime import OrtBackend
+    from edge.bench.env import cpu_info
     from edge.bench.gemm_floor import policy_floor
-    from edge.bench.roofline import count_macs, ort_gops
+    from edge.bench.roofline import count_macs, int8_format_gops, ort_gops
     from edge.int8 import optimized_ops
+    from quantize.cpu_target import FORMAT_FOR_TARGET, host_target, resolve_target
 
     torch.set_num_threads(args.threads)
-    model, fp32_dir, int8_dir = _prepare(args)
+    load_before = os.getloadavg()
+    model, fp32_dir, int8_dirs = _prepare(args)
     clip = synthetic_clips(1, args.frames + 4, seed=11)[0]
     frames = [clip.load(i) for i in range(clip.frames)]
     configs = {"torch fp32 @1.00": (TorchBackend(model, threads=args.threads), 1.0)}
-    for name, d in (("ort fp32", fp32_dir), ("ort int8", int8_dir)):
-        for k in RUNGS:  # one backend per configuration: trackers must not share input buffers
-            configs[f"{name} @{k:.2f}"] = (OrtBackend(d, threads=args.threads), k)
-    configs["ort int8 spin @0.70"] = (OrtBackend(int8_dir, threads=args.threads, spin=True), 0.7)
+    configs["ort fp32 @0.70"] = (OrtBackend(fp32_dir, threads=args.threads), 0.7)
+    for name, d in int8_dirs.items():  # one backend per configuration: trackers must not share input buffers
+        configs[f"ort int8 {name} @0.70"] = (OrtBackend(d, threads=args.threads), 0.7)
     rows = _latency(configs, frames, clip.init_box)
+    print("model ms @0.70: " + ", ".join(f"{k} {r['model_ms']:.1f}" for k, r in rows.items()), flush=True)
     base = rows["torch fp32 @1.00"]["frame_ms"]
-    best = rows["torch fp32 @1.00"]["frame_p10_ms"]
-    print(f"\n{model.cfg.name} model, {args.threads} threads, {args.frames} frames interleaved (tracker update)")
-    print(f"{'configuration':<18} {'median ms':>10} {'p10 ms':>8} {'model ms':>9} {'speed-up median / p10':>23}")
-    for name, r in rows.items():
-        up = f"{base / r['frame_ms']:.2f}x / {best / r['frame_p10_ms']:.2f}x"
-        print(f"{name:<18} {r['frame_ms']:10.1f} {r['frame_p10_ms']:8.1f} {r['model_ms']:9.1f} {up:>23}")
     gops = 2 * count_macs(model.cfg, 0.7).gemm_macs / 1e9
     rate = max(ort_gops(True, seconds=1.0, threads=args.threads) for _ in range(2))
     floor_ms = gops / rate * 1e3
-    int8_07, int8_07_p10 = rows["ort int8 @0.70"]["model_ms"], rows["ort int8 @0.70"]["model_p10_ms"]
-    ops = optimized_ops(int8_dir / "ckd_k0.70_int8.onnx")
-    int8_ops = {k: v for k, v in ops.items() if k.startswith(("QLinear", "QGemm", "MatMulInteger", "ConvInteger"))}
-    print(f"\nINT8 floor @0.70: {gops:.1f} GOP / {rate:.1f} GOP/s (measured ORT MatMulInteger) = {floor_ms:.1f} ms")
-    print(f"ORT INT8 @0.70 model time / floor: median {int8_07 / floor_ms:.2f}x, p10 {int8_07_p10 / floor_ms:.2f}x")
-    spin_07 = rows["ort int8 spin @0.70"]["model_ms"]
-    print(f"ORT INT8 spin @0.70 model time / floor: median {spin_07 / floor_ms:.2f}x")
+    by_format = int8_format_gops(seconds=2.0, threads=args.threads)
+    gate_clips = synthetic_clips(args.gate_clips, args.gate_frames, seed=1000) if args.gate_clips else []
+    for name, d in int8_dirs.items():  # slow on big models: each verdict is printed as it comes
+        gate = _gate(fp32_dir, d, gate_clips, args.threads) if gate_clips else None
+        rows[f"ort int8 {name} @0.70"]["gate"] = gate
+        print(f"gate {name}: {gate}", flush=True)
+    cpu = cpu_info()
+    target = resolve_target(args.cpu_target)
+    print(f"\n{model.cfg.name} model, {args.threads} threads, {args.frames} frames interleaved (tracker update)")
+    print(f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}; --cpu-target auto = {host_target()}")
+    print(f"INT8 format: {FORMAT_FOR_TARGET[target]} (--cpu-target {target}); load average before {load_before[0]:.1f}")
+    print(f"INT8 floor @0.70: {gops:.1f} GOP / {rate:.1f} GOP/s (measured ORT MatMulInteger) = {floor_ms:.1f} ms")
+    print(
+        "INT8 GEMM rate by weight format (interleaved), 512x768x3072: "
+        + ", ".join(f"{k} {v:.0f} GOP/s" for k, v in by_format.items())
+    )
+    gate_note = f"{args.gate_clips} x {args.gate_frames} frames" if gate_clips else "not run"
+    print(
+        f"{'configuration':<26} {'median ms':>9} {'model ms':>9} {'x torch@1.0':>11} {'x floor':>8}  gate ({gate_note})"
+    )
+    for name, r in rows.items():
+        up = base / r["frame_ms"]
+        to_floor = r["model_ms"] / floor_ms
+        gate = r.get("gate") or "-"
+        print(f"{name:<26} {r['frame_ms']:9.1f} {r['model_ms']:9.1f} {up:10.2f}x {to_floor:7.2f}x  {gate}")
     pf = min((policy_floor(model.cfg, 0.7, threads=args.threads) for _ in range(2)), key=lambda f: f["total_ms"])
     print(
-        f"matrix products alone @0.70, each shape at its measured best rate (QGemm INT8, FP32 attention core):"
-        f" {pf['total_ms']:.1f} ms = int8 {pf['int8_ms']:.1f} + fp32 {pf['fp32_ms']:.1f}"
-        f" = {pf['total_ms'] / floor_ms:.2f}x floor; a 1.3x target leaves {1.3 * floor_ms - pf['total_ms']:.1f} ms"
-        f" for everything else (LayerNorm, GELU, Softmax, Q/DQ, adds, token elimination)"
+        f"matrix products alone @0.70 (conservative tier), each shape at its measured best rate (QGemm INT8, FP32"
+        f" attention core): {pf['total_ms']:.1f} ms = int8 {pf['int8_ms']:.1f} + fp32 {pf['fp32_ms']:.1f}"
+        f" = {pf['total_ms'] / floor_ms:.2f}x floor"
     )
-    print(f"int8 kernels after ORT optimisation: {int8_ops}")
-    prof = op_profile(int8_dir / "ckd_k0.70_int8.onnx", args.threads)
+    fastest = min(int8_dirs, key=lambda n: rows[f"ort int8 {n} @0.70"]["model_ms"])
+    path = int8_dirs[fastest] / "ckd_k0.70_int8.onnx"
+    ops = optimized_ops(path)
+    int8_ops = {
+        k: v for k, v in ops.items() if k.startswith(("QLinear", "QGemm", "MatMulInteger", "Dynamic", "MatMulN"))
+    }
+    print(f"fastest: {fastest}; its int8 kernels after ORT optimisation: {int8_ops}")
+    prof = op_profile(path, args.threads)
     total = sum(ms for _, ms in prof)
-    print(f"ORT INT8 @0.70 kernel time by op ({total:.0f} ms): " + ", ".join(f"{k} {ms:.0f}" for k, ms in prof[:8]))
-    speedup = base / rows["ort int8 @0.70"]["frame_ms"]
-    print(f"ORT INT8 @0.70 vs torch FP32 eager @1.00: {speedup:.2f}x faster per frame")
-    spin_up = base / rows["ort int8 spin @0.70"]["frame_ms"]
-    print(f"ORT INT8 spin @0.70 vs torch FP32 eager @1.00: {spin_up:.2f}x faster per frame")
+    print(f"{fastest} @0.70 kernel time by op ({total:.0f} ms): " + ", ".join(f"{k} {ms:.0f}" for k, ms in prof[:10]))
+    print(f"load average after {os.getloadavg()[0]:.1f}")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"rows": rows, "int8_gops": rate, "model_gop_k070": gops, "floor_ms": floor_ms, "policy_floor": pf},
-                indent=2,
-            )
-        )
+        doc = {"rows": rows, "int8_gops": rate, "model_gop_k070": gops, "floor_ms": floor_ms, "policy_floor": pf}
+        doc["int8_gops_by_format"] = by_format
+        doc |= {"cpu": cpu, "cpu_target": target, "int8_format": FORMAT_FOR_TARGET[target], "gate_clips": gate_note}
+        Path(args.json).write_text(json.dumps(doc, indent=2))
     return 0
 
 

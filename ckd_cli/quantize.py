@@ -13,10 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quantize",
         help="INT8-quantize exported rungs (explicit Q/DQ) and gate them against FP32",
-        description="Quantize every FP32 rung of an export folder to INT8 (explicit Q/DQ, per-channel weights; "
-        "LayerNorm, Softmax, the attention core, GELU and the head outputs stay float: quantize/policy.py) "
-        "using a calibration set from `ckd calibrate`. With --gate, compare the FP32 and INT8 graphs on held-out "
-        "evaluation clips; rungs outside the thresholds are removed and the command fails (exit 2, naming the worst).",
+        description="Quantize every FP32 rung of an export folder to INT8 (explicit Q/DQ, per-channel weights) "
+        "using a calibration set from `ckd calibrate`, in the INT8 format that is exact on the target CPU "
+        "(--cpu-target) and a precision tier (--tier; quantize/policy.py). With --gate, compare the FP32 and INT8 "
+        "graphs on held-out evaluation clips; rungs outside the thresholds are removed and the command fails "
+        "(exit 2, naming the worst); with --tier auto and --gate, quantize with every tier, time them here and keep "
+        "the fastest that passes.",
     )
     p.add_argument("--onnx", required=True, metavar="DIR", help="FP32 export folder (from `ckd export`)")
     p.add_argument("--calib", required=True, metavar="DIR", help="calibration set (from `ckd calibrate`)")
@@ -44,6 +46,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["minmax", "percentile", "entropy"],
         default="percentile",
         help="activation range calibration (default percentile 99.99)",
+    )
+    p.add_argument(
+        "--cpu-target",
+        choices=["auto", "vnni", "avx2", "arm"],
+        default="auto",
+        help="CPU the INT8 graphs will run on (ONNX Runtime): vnni = x86 with AVX-512 VNNI or AVX-VNNI (full-range "
+        "weights), avx2 = any other x86 (7-bit weights: its U8S8 kernels saturate at full range), arm = Arm64 "
+        "(full range); auto = this machine (default). Recorded in the manifest and checked when a graph is loaded",
+    )
+    p.add_argument(
+        "--tier",
+        choices=["auto", "conservative", "balanced", "aggressive"],
+        default="auto",
+        help="precision tier: conservative = INT8 linear layers and convolutions; balanced = also the attention "
+        "core; aggressive = also Softmax. auto (default) = with --gate the tier measured fastest here among "
+        "those that pass, else conservative",
     )
     g = p.add_argument_group(
         "fidelity gate",
@@ -84,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from calibration.sources import open_clips
     from ckd.atomic import write_text_atomic
     from ckd.errors import CKDError
-    from edge.int8 import fidelity, quantize_export, record_gate
+    from edge.int8 import quantize_export
+    from edge.int8_tiers import quantize_gated, tiers_to_try
     from quantize.fidelity import worst_rung
 
     limits = Thresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Thresholds)})
@@ -93,23 +112,32 @@ def run(args: argparse.Namespace) -> int:
     report_path = Path(args.report) if args.report else Path(args.out) / "fidelity.json"
     if report_path.is_file():
         report_path.unlink()  # an old verdict must not outlive this run
-    manifest = quantize_export(
-        args.onnx,
-        args.calib,
-        args.out,
-        args.keep_ratios,
-        engine=args.engine,
-        method=args.method,
-        progress=True,
-        fmt=args.fmt,
-        gate=args.gate,
-    )
+    quantize_args = {"keep_ratios": args.keep_ratios, "engine": args.engine, "method": args.method}
+    quantize_args.update(fmt=args.fmt, cpu_target=args.cpu_target)
     if not args.gate:
-        print(f"wrote {len(manifest.rungs)} INT8 rungs and manifest.json to {args.out} (not gated)")
+        tier = "conservative" if args.tier == "auto" else args.tier  # faster tiers only behind the gate
+        manifest = quantize_export(args.onnx, args.calib, args.out, **quantize_args, tier=tier, progress=True)
+        print(
+            f"wrote {len(manifest.rungs)} INT8 rungs ({_record(manifest)}) and manifest.json to {args.out} (not gated)"
+        )
         return 0
     clips = open_clips(args.eval_benchmark, args.eval_data, args.eval_sequences, args.eval_length, args.eval_seed)
     reset = not args.free_running
-    results = fidelity(args.onnx, manifest, clips, limits, threads=args.threads, progress=True, reset_on_failure=reset)
+    fixed = args.engine == "modelopt" or args.fmt == "trt"  # TensorRT-style graphs: conservative only
+    tiers = tiers_to_try("conservative" if fixed and args.tier == "auto" else args.tier)
+    search = quantize_gated(
+        args.onnx,
+        args.calib,
+        args.out,
+        clips,
+        limits,
+        tiers,
+        args.threads,
+        report=report_path,
+        reset_on_failure=reset,
+        **quantize_args,
+    )
+    gated, results = search.manifest, search.results
     for r in results:
         print(
             f"k={r.keep_ratio:.2f}: {_summary(r, limits)}: "
@@ -118,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "fp32": str(args.onnx),
         "int8": str(args.out),
-        "calibration": manifest.calibration,
+        "calibration": gated.calibration,
         "eval": {
             "benchmark": args.eval_benchmark,
             "data": args.eval_data,
@@ -128,12 +156,12 @@ def run(args: argparse.Namespace) -> int:
         },
         "thresholds": vars(limits),
         "rungs": [r.to_dict() for r in results],
+        "tiers_tried": search.tried,
     }
     write_text_atomic(report_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    gated = record_gate(manifest, results, limits, report_path)
     print(f"wrote {report_path}")
     kept = ", ".join(f"{r.keep_ratio:.2f}" for r in gated.rungs) or "none"
-    print(f"wrote manifest.json to {args.out}: INT8 rungs that passed: {kept}")
+    print(f"wrote manifest.json to {args.out} ({_record(gated)}): INT8 rungs that passed: {kept}")
     worst = worst_rung(results)
     if worst:
         raise CKDError(
@@ -141,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
             f"k={worst.keep_ratio:.2f}: {'; '.join(worst.failures)}"
         )
     return 0
+
+
+def _record(manifest) -> str:
+    """`tier X, FORMAT for --cpu-target T` from an INT8 manifest."""
+    c = manifest.calibration or {}
+    return f"tier {c.get('tier')}, {c.get('int8_format')} for --cpu-target {c.get('cpu_target')}"
 
 
 def _summary(r, limits: Thresholds) -> str:

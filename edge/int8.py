@@ -1,9 +1,10 @@
 """INT8 for an export folder: quantize every rung with a calibration set, and the FP32-vs-INT8 fidelity gate.
 
-`quantize_export` writes `ckd_k<r>_int8.onnx` per rung + a manifest (precision int8, calibration provenance)
-into a new folder; each graph is audited against the precision policy before it is kept. `fidelity` feeds the
-FP32 and INT8 graphs (ONNX Runtime) identical crops over evaluation clips and scores their agreement per rung
-(`quantize.fidelity`); `record_gate` writes the verdict into the manifest and removes the rungs that failed.
+`quantize_export` writes `ckd_k<r>_int8.onnx` per rung + a manifest (precision int8, calibration provenance, the
+CPU target, INT8 format and precision tier) into a new folder; each graph is audited against its tier's policy
+before it is kept. `fidelity` feeds the FP32 and INT8 graphs (ONNX Runtime) identical crops over evaluation clips
+and scores their agreement per rung (`quantize.fidelity`); `record_gate` writes the verdict into the manifest and
+removes the rungs that failed.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from ckd.errors import CKDError
 from edge.export import check_rung
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
 from edge.trt.targets import drop_stale_subexports, graph_target
+from quantize.cpu_target import FORMAT_FOR_TARGET, resolve_target
 from quantize.fidelity import CropAgreement, RungFidelity, Thresholds, compare_outputs, rung_fidelity
 from quantize.policy import check_policy
+from quantize.policy import tier as policy_tier
 from quantize.ptq import quantize_rung
 from quantize.trt_qdq import activation_scales, quantize_trt
 
@@ -42,13 +45,18 @@ def quantize_export(
     method: str = "percentile",
     progress: bool = False,
     fmt: str = "ort",
+    cpu_target: str = "auto",
+    tier: str = "conservative",
     gate: bool = False,
 ) -> Manifest:
     """Quantize the FP32 rungs of `onnx_dir` (all, or `keep_ratios`) into `out_dir`; manifest written last.
 
-    `fmt` "ort": the ONNX Runtime CPU graphs (`quantize.ptq`). "trt": TensorRT's symmetric INT8 Q/DQ
-    (`quantize.trt_qdq`) for the TensorRT generations of the export, checked by `edge.trt.lint`, with the
-    `trt8.5/` sub-export when the export has one and a calibration cache for the TensorRT 8.x route.
+    `fmt` "ort": the ONNX Runtime CPU graphs (`quantize.ptq`) in the INT8 format exact on `cpu_target` ("auto" =
+    this machine, or vnni / avx2 / arm; `quantize.cpu_target`) with the precision tier `tier`
+    (`quantize.policy.TIERS`). "trt": TensorRT's symmetric INT8 Q/DQ (`quantize.trt_qdq`) for the TensorRT
+    generations of the export, checked by `edge.trt.lint`, with the `trt8.5/` sub-export when the export has one
+    and a calibration cache for the TensorRT 8.x route. TensorRT and Model Optimizer graphs are S8S8 (full-range
+    weights) and conservative.
     With `gate`, the manifests carry a pending gate record that every consumer refuses until `record_gate`
     writes the verdict: an interrupted gate leaves nothing a later command accepts.
     """
@@ -57,6 +65,10 @@ def quantize_export(
 
     if fmt not in FORMATS:
         raise CKDError(f"unknown INT8 format {fmt!r}; choose from {', '.join(FORMATS)}")
+    target = resolve_target(cpu_target)
+    ort_graphs = fmt == "ort" and engine == "ort"
+    int8_format = FORMAT_FOR_TARGET[target] if ort_graphs else "s8s8"
+    policy = policy_tier(tier if ort_graphs else "conservative")
 
     src = Manifest.load(onnx_dir)
     cal = load_calibration(calib_dir)
@@ -77,8 +89,8 @@ def quantize_export(
             if fmt == "trt":
                 quantize_trt(src.path(rung), tmp, cal, method)
             else:
-                quantize_rung(src.path(rung), tmp, cal, engine, method)
-            audit = check_policy(onnx.load(str(tmp)))
+                quantize_rung(src.path(rung), tmp, cal, engine, method, int8_format, policy.name)
+            audit = check_policy(onnx.load(str(tmp)), policy.rules)
             if audit["violations"]:
                 raise CKDError(f"{dst.name}: precision policy violated by {', '.join(audit['violations'][:5])}")
             if not audit["int8"]:
@@ -95,6 +107,9 @@ def quantize_export(
             "engine": engine,
             "method": method,
             "format": fmt,
+            "cpu_target": target,
+            "int8_format": int8_format,
+            "tier": policy.name,
         },
         gate={"pending": True} if gate else None,
         directory=None,

@@ -15,6 +15,13 @@ FP16/FP32 in TensorRT), each rule naming its reason:
 
 Node names follow the TorchScript exporter's scopes (`/m/attn_3/MatMul_1`, `/m/box_head/conv5_ctr/Conv`).
 `excluded_nodes` applies the rules to a graph; `check_policy` verifies a quantized graph obeys them.
+
+Precision tiers (`TIERS`; `TIER_NAMES`, most INT8 first) relax these rules step by step: `conservative` is
+the policy above; `balanced` also runs the attention core (q@k^T, attn@v) as INT8 activation x activation
+products (U8U8: exact on every CPU); `aggressive` also quantizes Softmax, which ONNX Runtime's CPU provider then
+runs as its integer `QLinearSoftmax`. GELU stays float in every tier: ONNX Runtime has no integer GELU kernel on
+CPU, so quantizing around it would only add Q/DQ nodes. `ckd quantize --gate` times every tier on the machine and
+keeps the fastest whose rungs pass the fidelity gate (`edge/int8_tiers.py`): more INT8 is not always faster.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from ckd.errors import CKDError
 
 QUANTIZE_OPS = ("Conv", "MatMul", "Gemm")
 FLOAT_OUTPUT_OPS = ("Gemm",)
@@ -51,15 +60,61 @@ KEEP_FLOAT: tuple[Rule, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Tier:
+    """A named precision policy: the op types that may run INT8, the rules keeping nodes of them float, and the
+    op types whose outputs stay float (the INT8 product dequantizes into its float output)."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    ops: tuple[str, ...]
+    float_output_ops: tuple[str, ...]
+    summary: str
+
+
+def _without(*labels: str) -> tuple[Rule, ...]:
+    return tuple(r for r in KEEP_FLOAT if r.label not in labels)
+
+
+TIERS: dict[str, Tier] = {
+    t.name: t
+    for t in (
+        Tier("conservative", KEEP_FLOAT, QUANTIZE_OPS, FLOAT_OUTPUT_OPS, "INT8 linear layers and convolutions"),
+        Tier(
+            "balanced",
+            _without("attention-core"),
+            QUANTIZE_OPS,
+            FLOAT_OUTPUT_OPS + ("MatMul",),
+            "also the attention core (q@k^T, attn@v) INT8",
+        ),
+        Tier(
+            "aggressive",
+            _without("attention-core", "softmax"),
+            QUANTIZE_OPS + ("Softmax",),
+            FLOAT_OUTPUT_OPS,
+            "also Softmax as QLinearSoftmax, attention core INT8 in and out",
+        ),
+    )
+}
+TIER_NAMES = ("aggressive", "balanced", "conservative")
+
+
+def tier(name: str) -> Tier:
+    """The tier called `name`; CKDError naming the choices otherwise."""
+    if name not in TIERS:
+        raise CKDError(f"unknown precision tier {name!r}; choose from {', '.join(TIER_NAMES)}")
+    return TIERS[name]
+
+
 def keep_float(op_type: str, node_name: str, rules: Iterable[Rule] = KEEP_FLOAT) -> Rule | None:
     """The first rule keeping this node float, or None if the policy allows INT8."""
     return next((r for r in rules if r.matches(op_type, node_name)), None)
 
 
-def excluded_nodes(graph, rules: Iterable[Rule] = KEEP_FLOAT) -> list[str]:
-    """Names of the quantizable nodes (`QUANTIZE_OPS`) of an `onnx.ModelProto` that the policy keeps float."""
-    rules = tuple(rules)
-    return [n.name for n in graph.graph.node if n.op_type in QUANTIZE_OPS and keep_float(n.op_type, n.name, rules)]
+def excluded_nodes(graph, rules: Iterable[Rule] = KEEP_FLOAT, ops: Iterable[str] = QUANTIZE_OPS) -> list[str]:
+    """Names of the quantizable nodes (`ops`) of an `onnx.ModelProto` that the rules keep float."""
+    rules, ops = tuple(rules), tuple(ops)
+    return [n.name for n in graph.graph.node if n.op_type in ops and keep_float(n.op_type, n.name, rules)]
 
 
 def quantized_nodes(graph) -> set[str]:

@@ -79,3 +79,26 @@ def demo_graphs(tmp_path_factory):
         argv = ["quantize", "--onnx", str(fp32), "--calib", str(calib), "--out", str(root / fmt), "--format", fmt]
         assert main(argv) == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def nano_calibrated(tmp_path_factory) -> Path:
+    """A random nano model's 1.0 rung (`fp32/`) and 8 tracker-sampled calibration crops (`calib/`)."""
+    import torch
+
+    from calibration.sampler import sample_crops
+    from calibration.sources import synthetic_clips
+    from calibration.store import write_calibration
+    from ckd.model.config import preset
+    from ckd.model.network import CKDNet
+    from edge.backends.onnxruntime import OrtBackend
+    from edge.export import export_rungs
+
+    root = tmp_path_factory.mktemp("nano_calibrated")
+    torch.manual_seed(0)
+    export_rungs(CKDNet(preset("nano")).eval(), root / "fp32", (1.0,), "random:nano:calibrated", verify=False)
+    backend = OrtBackend(root / "fp32", precision="fp32")
+    crops = sample_crops(backend, synthetic_clips(2, 9, seed=1), 8, every=1)
+    identity = {"name": "nano", "checkpoint_sha256": "random:nano:calibrated"}
+    write_calibration(root / "calib", crops, "synthetic", 1, identity)
+    return root

@@ -86,7 +86,7 @@ from ckd_cli.main import main
 codes = [
     main(["build", "--onnx", {model!r}, "--int8", {int8!r}, "--precision", "best"]),
     main(["run", "--rgb", {uri!r}, "--tir", {uri!r}, "--backend", "tensorrt", "--model-dir", {model!r},
-          "--frames", "6", "--no-overlay", "--out", {out!r}]),
+          "--frames", "6", "--replay", "--no-overlay", "--out", {out!r}]),
     main(["bench", "--backends", "tensorrt", "--model-dir", {model!r}, "--frames", "4", "--warmup", "1",
           "--json", {out!r} + "/bench.json"]),
 ]

@@ -4,6 +4,9 @@ Every rung gets one `InferenceSession` (created on first use, then kept) and one
 to the backend's input buffers and to preallocated output arrays, so `run` neither copies inputs
 nor allocates outputs; switching rung per call only picks another bound session.
 
+INT8 graphs are checked when the backend is made: one whose INT8 format saturates on this CPU (full-range U8S8
+on x86 without VNNI, `quantize.cpu_target`) is refused with the `--cpu-target` to quantize for.
+
 Default rung: the cheapest rung (smallest keep ratio) whose keep ratio is >= the config's
 `ce_keep_ratio`; if no rung is that high, the manifest's first rung.
 """
@@ -18,6 +21,7 @@ import numpy as np
 from ckd.errors import CKDError
 from ckd.track.backend import INPUT_NAMES, OUTPUT_NAMES
 from edge.manifest import Manifest, Rung
+from quantize.cpu_target import check_int8_format
 
 
 def session_options(threads: int | None = None, spin: bool = False):
@@ -77,6 +81,8 @@ class OrtBackend:
     ) -> None:
         self.manifest = model_dir if isinstance(model_dir, Manifest) else Manifest.load(model_dir)
         self.precision = _pick_precision(self.manifest, precision)
+        if self.precision == "int8":
+            check_int8_format(self.manifest.calibration, str(model_dir))
         self.rungs = {r.keep_ratio: r for r in self.manifest.rungs if r.precision == self.precision}
         self.keep_ratios = tuple(sorted(self.rungs))
         cfg = self.manifest.ckd_config

@@ -17,6 +17,7 @@ import numpy as np
 
 from ckd.model.config import CKDConfig
 from edge.bench.roofline import _best_rate, probe_session
+from quantize.cpu_target import host_format
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ def _session(g: Gemm, threads: int | None):
 
     rng = np.random.default_rng(0)
     if g.precision == "int8":
+        w = host_format().weight_max
         inits = [
-            numpy_helper.from_array(rng.integers(-127, 128, (g.k, g.n), dtype=np.int8), "B"),
+            numpy_helper.from_array(rng.integers(-w, w + 1, (g.k, g.n), dtype=np.int8), "B"),
             numpy_helper.from_array(np.array(0.02, np.float32), "a_s"),
             numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
             numpy_helper.from_array(rng.uniform(0.001, 0.01, g.n).astype(np.float32), "b_s"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ckd.model.config import CKDConfig
+from quantize.cpu_target import host_format
 
 
 @dataclass(frozen=True)
@@ -106,15 +107,24 @@ def probe_session(model, threads: int | None):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def _ort_matmul_session(m: int, k: int, n: int, int8: bool, threads: int | None):
+def _ort_matmul_session(m: int, k: int, n: int, int8: bool, threads: int | None, weights: str | None = None):
+    """A one-product session: FP32 MatMul, or MatMulInteger with u8 activations (zero point 128) and `weights`
+    "u8s8" (full-range int8), "u8s8-w7" (|w| <= 64) or "u8u8" (uint8, zero point 128); default this CPU's format."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     if int8:
-        b = numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "B")
+        weights = weights or host_format().name
+        if weights == "u8u8":
+            b = numpy_helper.from_array(rng.integers(0, 256, (k, n), dtype=np.uint8), "B")
+            bzp = numpy_helper.from_array(np.array(128, np.uint8), "b_zp")
+        else:
+            w = {"u8s8": 127, "u8s8-w7": 64}[weights]
+            b = numpy_helper.from_array(rng.integers(-w, w + 1, (k, n), dtype=np.int8), "B")
+            bzp = numpy_helper.from_array(np.array(0, np.int8), "b_zp")
         azp = numpy_helper.from_array(np.array(128, np.uint8), "a_zp")
-        node = helper.make_node("MatMulInteger", ["A", "B", "a_zp"], ["Y"])
-        a_type, y_type, inits = TensorProto.UINT8, TensorProto.INT32, [b, azp]
+        node = helper.make_node("MatMulInteger", ["A", "B", "a_zp", "b_zp"], ["Y"])
+        a_type, y_type, inits = TensorProto.UINT8, TensorProto.INT32, [b, azp, bzp]
     else:
         b = numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32), "B")
         node = helper.make_node("MatMul", ["A", "B"], ["Y"])
@@ -131,10 +141,39 @@ def _ort_matmul_session(m: int, k: int, n: int, int8: bool, threads: int | None)
     return sess, a
 
 
-def ort_gops(int8: bool, m: int = 512, k: int = 768, n: int = 3072, seconds: float = 0.5, threads: int | None = None):
-    """Measured ONNX Runtime GEMM rate (MatMulInteger u8 x s8 -> s32, or FP32 MatMul), GOP/s."""
-    sess, a = _ort_matmul_session(m, k, n, int8, threads)
+def ort_gops(
+    int8: bool,
+    m: int = 512,
+    k: int = 768,
+    n: int = 3072,
+    seconds: float = 0.5,
+    threads: int | None = None,
+    weights: str | None = None,
+) -> float:
+    """Measured ONNX Runtime GEMM rate (MatMulInteger -> s32 with `weights`, default this CPU's INT8 format, or FP32
+    MatMul), GOP/s."""
+    sess, a = _ort_matmul_session(m, k, n, int8, threads, weights)
     return _best_rate(lambda: sess.run(None, {"A": a}), 2.0 * m * k * n, seconds)
+
+
+def int8_format_gops(
+    formats=("u8s8", "u8s8-w7", "u8u8"), m: int = 512, k: int = 768, n: int = 3072, seconds: float = 1.0, threads=None
+) -> dict[str, float]:
+    """Best MatMulInteger rate (GOP/s) of each weight format, the formats' runs interleaved call by call within
+    the time budget so that load on a shared machine reaches each alike."""
+    runs = {}
+    for w in formats:
+        sess, a = _ort_matmul_session(m, k, n, True, threads, w)
+        runs[w] = lambda s=sess, x=a: s.run(None, {"A": x})
+        runs[w]()  # warm-up
+    best = dict.fromkeys(formats, float("inf"))
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or not all(t < float("inf") for t in best.values()):
+        for w, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            best[w] = min(best[w], time.perf_counter() - t0)
+    return {w: 2.0 * m * k * n / t / 1e9 for w, t in best.items()}
 
 
 def gemm_ceilings(seconds: float = 0.5, threads: int | None = None) -> dict[str, float]:
