@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ckd.errors import CKDError
     from ckd_cli.main import main
+    from edge.manifest import Manifest
 
     out = Path(args.out)
     fp32, calib, int8 = out / "model" / "fp32", out / "calib", out / "model" / "int8"
@@ -38,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
         ("export", fp32 / "manifest.json", ["export", *ckpt, "--out", str(fp32)]),
         ("calibrate", calib / "calibration.json",
          ["calibrate", "--model", str(fp32), "--out", str(calib), "--frames", "128"]),
-        ("quantize", int8 / "fidelity.json",
+        ("quantize", int8 / "manifest.json",  # holds the gate's verdict; failed rungs are left out
          ["quantize", "--onnx", str(fp32), "--calib", str(calib), "--out", str(int8), "--gate", *threads]),
     ]  # fmt: skip
+    if (int8 / "manifest.json").is_file() and (Manifest.load(int8, verify=False).gate or {}).get("pending"):
+        (int8 / "manifest.json").unlink()  # the gate was interrupted: quantize again
     for i, (name, done, argv) in enumerate(steps, 1):
         if done.is_file():
             print(f"[{i}/4] {name}: reusing {done.parent}")
@@ -48,15 +51,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{i}/4] {name}: ckd {' '.join(argv)}", flush=True)
         if main(argv) != 0 and not (name == "quantize" and done.is_file()):
             raise CKDError(f"demo step '{name}' failed (see above)")
-    gate = int8 / "fidelity.json"
-    passed, failed = _gate(gate)
-    if not passed:
-        raise CKDError(f"no INT8 rung passed the fidelity gate ({gate}); the demo will not run an unchecked model")
-    if failed:
-        print(f"fidelity gate: INT8 rungs {_csv(failed)} failed (see {gate}); running only {_csv(passed)}")
+    gated = Manifest.load(int8, verify=False)
+    if gated.gate is None:
+        raise CKDError(f"{int8}: INT8 rungs that were never gated; delete {out} and run the demo again")
+    if not gated.rungs:
+        raise CKDError(f"no INT8 rung passed the fidelity gate ({int8}); the demo will not run an unchecked model")
+    # The INT8 folder lists only the rungs that passed; `ckd run` names the ones that failed.
     uri = f"synthetic://?seed={args.seed}&fps={args.fps:g}&frames={args.frames}"
     argv = ["run", "--rgb", uri, "--tir", uri, "--backend", "onnxruntime", "--model-dir", str(int8),
-            "--target-fps", f"{args.fps:g}", "--rungs", _csv(passed), "--out", str(out), *threads]  # fmt: skip
+            "--target-fps", f"{args.fps:g}", "--out", str(out), *threads]  # fmt: skip
     print(f"[4/4] run: ckd {' '.join(argv)}", flush=True)
     if main(argv) != 0:
         raise CKDError("demo step 'run' failed (see above)")
@@ -65,16 +68,3 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json.loads(report.read_text()), indent=2)[:2000])
     print(f"demo outputs: {out / 'overlay.mp4'}, {out / 'track.jsonl'}, {report}")
     return 0
-
-
-def _gate(report) -> tuple[list[float], list[float]]:
-    """Keep ratios of the INT8 rungs that passed and failed the fidelity gate (from `fidelity.json`)."""
-    import json
-
-    rungs = json.loads(report.read_text()).get("rungs", [])
-    passed = [r["keep_ratio"] for r in rungs if not r.get("failures")]
-    return sorted(passed, reverse=True), sorted((r["keep_ratio"] for r in rungs if r.get("failures")), reverse=True)
-
-
-def _csv(values: list[float]) -> str:
-    return ",".join(f"{v:g}" for v in values)

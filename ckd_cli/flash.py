@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.deploy.bundle import DEFAULT_RUN_ARGS, make_bundle
     from edge.deploy.escape import check_port, check_remote_dir, check_target, split_args
     from edge.deploy.flash import flash, write_archive_sum
+    from edge.manifest import Manifest
     from edge.trt.targets import parse_generations
 
     if not args.target and not args.bundle:
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
             sign_key=args.sign_key,
             tensorrt=parse_generations(args.trt),
         )
+        note = Manifest.load(args.int8).gate_note() if args.int8 else None
+        if note:
+            print(f"{note}; not shipped")
         print(f"bundle: {out} ({out.stat().st_size / 1e6:.1f} MB), checksum {write_archive_sum(out).name}")
         if args.target:
             flash(out, args.target, args.remote_dir, install_words, args.port)

@@ -112,7 +112,11 @@ def _backend(args: argparse.Namespace):
         from ckd.errors import CKDError
 
         raise CKDError(f"--backend {args.backend} needs --model-dir (made by `ckd export`)")
-    return make_backend(args.backend, source, threads=args.threads, precision=args.precision, spin=args.spin)
+    backend = make_backend(args.backend, source, threads=args.threads, precision=args.precision, spin=args.spin)
+    note = backend.manifest.gate_note() if hasattr(backend, "manifest") else None
+    if note:
+        print(f"{note}; not used")
+    return backend
 
 
 def parse_box(text: str | None) -> tuple[float, float, float, float] | None:

@@ -2,19 +2,19 @@
 
 `quantize_export` writes `ckd_k<r>_int8.onnx` per rung + a manifest (precision int8, calibration provenance, the
 CPU target, INT8 format and precision tier) into a new folder; each graph is audited against its tier's policy
-before it is kept. `fidelity` runs the FP32 and INT8 trackers (ONNX Runtime) side by side over evaluation clips
-and scores their agreement per rung.
+before it is kept. `fidelity` feeds the FP32 and INT8 graphs (ONNX Runtime) identical crops over evaluation clips
+and scores their agreement per rung (`quantize.fidelity`); `record_gate` writes the verdict into the manifest and
+removes the rungs that failed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from calibration.sampler import Tap
 from calibration.sources import Clip
 from calibration.store import MANIFEST as CALIB_MANIFEST
 from calibration.store import load_calibration
@@ -25,7 +25,7 @@ from edge.export import check_rung
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename, sha256_file
 from edge.trt.targets import drop_stale_subexports, graph_target
 from quantize.cpu_target import FORMAT_FOR_TARGET, resolve_target
-from quantize.fidelity import RungFidelity, Thresholds, cosine, rung_fidelity
+from quantize.fidelity import CropAgreement, RungFidelity, Thresholds, compare_outputs, rung_fidelity
 from quantize.policy import check_policy
 from quantize.policy import tier as policy_tier
 from quantize.ptq import quantize_rung
@@ -47,6 +47,7 @@ def quantize_export(
     fmt: str = "ort",
     cpu_target: str = "auto",
     tier: str = "conservative",
+    gate: bool = False,
 ) -> Manifest:
     """Quantize the FP32 rungs of `onnx_dir` (all, or `keep_ratios`) into `out_dir`; manifest written last.
 
@@ -56,6 +57,8 @@ def quantize_export(
     generations of the export, checked by `edge.trt.lint`, with the `trt8.5/` sub-export when the export has one
     and a calibration cache for the TensorRT 8.x route. TensorRT and Model Optimizer graphs are S8S8 (full-range
     weights) and conservative.
+    With `gate`, the manifests carry a pending gate record that every consumer refuses until `record_gate`
+    writes the verdict: an interrupted gate leaves nothing a later command accepts.
     """
     import onnx
     from tqdm import tqdm
@@ -108,6 +111,7 @@ def quantize_export(
             "int8_format": int8_format,
             "tier": policy.name,
         },
+        gate={"pending": True} if gate else None,
         directory=None,
     )
     if fmt == "ort":
@@ -141,66 +145,207 @@ def _trt_targets(manifest: Manifest, src: Manifest, out_dir: Path) -> Manifest:
     return manifest
 
 
-def _score_tap(backend) -> Tap:
-    """The backend, keeping a copy of its latest score map in `.score` (the next run overwrites the outputs)."""
-    tap = Tap(backend, lambda _inputs, out: setattr(tap, "score", out["score_map"].copy()))
-    return tap
+def record_gate(
+    manifest: Manifest, results: Sequence[RungFidelity], limits: Thresholds, report: str | Path | None = None
+) -> Manifest:
+    """Write the gate's verdict into the INT8 folder's manifest and its `trt*/` sub-exports' (each saved
+    atomically, then its failed rung files deleted; the main manifest last). Rungs that failed, or were not
+    gated, leave `rungs` and are listed under `gate.failed` with the reasons, so no later command (ONNX Runtime
+    backend, `ckd build --int8`, `ckd flash --int8`) can run them. When every rung failed the manifests keep no
+    rung and loading them says so."""
+    verdicts = {round(r.keep_ratio, 6): r for r in results}
+    failed: dict[float, list[str]] = {}
+    for rung in manifest.rungs:
+        r = verdicts.get(round(rung.keep_ratio, 6))
+        reasons = ["not evaluated by the gate"] if r is None else list(r.failures)
+        if reasons:
+            failed[round(rung.keep_ratio, 6)] = reasons
+    gate = {
+        "passed": [r.keep_ratio for r in manifest.rungs if round(r.keep_ratio, 6) not in failed],
+        "failed": [{"keep_ratio": k, "failures": reasons} for k, reasons in failed.items()],
+        "thresholds": dataclasses.asdict(limits),
+        "report": str(report) if report else None,
+    }
+    directory = manifest.directory
+    subs = [(Manifest.load(m.parent, verify=False), m.parent) for m in sorted(directory.glob(f"trt*/{MANIFEST_NAME}"))]
+    for m, folder in [*subs, (manifest, directory)]:
+        kept = [r for r in m.rungs if round(r.keep_ratio, 6) not in failed]
+        gated = dataclasses.replace(m, rungs=kept, gate=gate, directory=None)
+        gated.save(folder)
+        for rung in m.rungs:
+            if rung not in kept:
+                (folder / rung.file).unlink(missing_ok=True)
+    return gated
 
 
-def _run_clip(fp32: Tap, int8: Tap, clip: Clip, keep_ratio: float) -> dict[str, object]:
-    """Track one clip three ways: FP32, INT8 in lockstep (re-seeded each frame with the FP32 state, so both crop
-    the same pixels) and INT8 free-running. Boxes have row 0 = the init box; cosines compare lockstep score maps."""
+class _OwnInputs:
+    """A backend seen through private input buffers (copied in on every run), so several trackers, each with its
+    own template, can share one backend's sessions."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.name, self.keep_ratios = backend.name, backend.keep_ratios
+        self.template_size, self.search_size = backend.template_size, backend.search_size
+        self._inputs = {k: np.zeros_like(v) for k, v in backend.input_buffers().items()}
+        self.last: dict[str, np.ndarray] | None = None  # outputs of the latest run (the backend's buffers)
+
+    def input_buffers(self) -> dict[str, np.ndarray]:
+        return self._inputs
+
+    def run(self, inputs, keep_ratio: float | None = None) -> dict[str, np.ndarray]:
+        self.last = self.backend.run(inputs, keep_ratio)
+        return self.last
+
+
+def _valid_box(box: np.ndarray) -> bool:
+    return bool(np.isfinite(box).all() and (box[2:] > 0).all())
+
+
+class _AccuracyRun:
+    """One tracker over one clip for the accuracy statistic. With `reset`, VOT-style: a frame whose box misses the
+    truth entirely is a failure, the next `RESET_SKIP` frames are not scored (NaN) and the tracker is re-initialised
+    on the truth of the last of them, so one early miss cannot decide the whole sequence."""
+
+    RESET_SKIP = 5
+
+    def __init__(self, backend, keep_ratio: float, reset: bool) -> None:
+        from ckd.track.tracker import Tracker
+
+        self.tracker = Tracker(_OwnInputs(backend))
+        self.keep_ratio, self.reset = keep_ratio, reset
+        self.boxes: list[np.ndarray] = []
+        self.skip = 0
+
+    def init(self, rgb: np.ndarray, tir: np.ndarray, box: np.ndarray) -> None:
+        self.tracker.init(rgb, tir, box)
+        self.boxes.append(np.asarray(box, np.float64))
+
+    def step(self, rgb: np.ndarray, tir: np.ndarray, gt: np.ndarray) -> None:
+        from ckd.eval.metrics import overlap
+
+        known = _valid_box(gt)
+        if self.skip:
+            self.boxes.append(np.full(4, np.nan))
+            self.skip -= 1
+            if not self.skip:
+                if known:
+                    self.tracker.init(rgb, tir, gt)
+                else:
+                    self.skip = 1  # re-initialise on the next frame with a truth box
+            return
+        box, _ = self.tracker.update(rgb, tir, keep_ratio=self.keep_ratio)
+        self.boxes.append(box)
+        if self.reset and known and not overlap(box[None], gt[None])[0] > 0:
+            self.skip = self.RESET_SKIP
+
+
+def _compare_clip(
+    fp32, candidates: dict[str, object], clip: Clip, ratios: dict[str, tuple[float, ...]], reset: bool
+) -> tuple[dict[tuple[str, float], CropAgreement], dict[tuple[str, float], tuple]]:
+    """One clip, every candidate and rung, frame by frame (each frame is loaded once).
+
+    Crops: around the previous frame's truth box where the clip has one, else where the FP32 tracker put its
+    search window; each candidate runs on exactly the FP32 model's inputs. Accuracy (ground truth only): an FP32
+    tracker (key None) and one per candidate, each on its own."""
     from ckd.track.tracker import Tracker
 
-    ref, lock, free = Tracker(fp32), Tracker(int8), Tracker(int8)
+    every = sorted({k for ks in ratios.values() for k in ks}, reverse=True)
+    has_gt = clip.gt is not None
+    crop = {k: Tracker(_OwnInputs(fp32)) for k in every}
+    acc = {}
+    if has_gt:
+        acc = {(None, k): _AccuracyRun(fp32, k, reset) for k in every}
+        acc |= {(n, k): _AccuracyRun(c, k, reset) for n, c in candidates.items() for k in ratios[n]}
+    parts: dict[tuple[str, float], list[CropAgreement]] = {(n, k): [] for n in candidates for k in ratios[n]}
     rgb, tir = clip.load(0)
-    for t in (ref, lock, free):
+    for t in crop.values():
         t.init(rgb, tir, clip.init_box)
-    init = np.asarray(clip.init_box, np.float64)
-    boxes = {"fp32": [init], "lockstep": [init], "free": [init]}
-    cosines = []
+    for run in acc.values():
+        run.init(rgb, tir, clip.init_box)
     for i in range(1, clip.frames):
         rgb, tir = clip.load(i)
-        lock.state = ref.state.copy()
-        boxes["fp32"].append(ref.update(rgb, tir, keep_ratio=keep_ratio)[0])
-        boxes["lockstep"].append(lock.update(rgb, tir, keep_ratio=keep_ratio)[0])
-        cosines.append(cosine(fp32.score, int8.score))
-        boxes["free"].append(free.update(rgb, tir, keep_ratio=keep_ratio)[0])
-    return {k: np.array(v) for k, v in boxes.items()} | {"cosines": cosines}
+        for k, t in crop.items():
+            if has_gt and _valid_box(clip.gt[i - 1]):
+                t.state = np.asarray(clip.gt[i - 1], np.float64).copy()
+            t.backend.last = None
+            t.update(rgb, tir, keep_ratio=k)
+            if t.backend.last is None:
+                continue  # a frame the tracker could not use (non-finite pixels): nothing was run
+            ref = {name: v.copy() for name, v in t.backend.last.items()}
+            for n, c in candidates.items():
+                if k in ratios[n]:
+                    parts[(n, k)].append(compare_outputs(ref, c.run(t.inputs, k), fp32.search_size))
+        for run in acc.values():
+            run.step(rgb, tir, clip.gt[i])
+    agreement = {key: CropAgreement.concat(p) for key, p in parts.items()}
+    boxes = {key: np.array(run.boxes) for key, run in acc.items()}
+    accuracy = {(n, k): (boxes[(None, k)], boxes[(n, k)], clip.gt) for (n, k) in parts if has_gt}
+    return agreement, accuracy
 
 
-def fidelity(
+def fidelity_many(
     fp32_dir: str | Path,
-    int8_dir: str | Path,
+    candidates: Mapping[str, str | Path | Manifest],
     clips: Sequence[Clip],
     limits: Thresholds | None = None,
     threads: int | None = None,
     progress: bool = False,
-) -> list[RungFidelity]:
-    """Run FP32 and INT8 trackers over `clips` at every INT8 rung; one `RungFidelity` per rung."""
+    reset_on_failure: bool = True,
+) -> dict[str, list[RungFidelity]]:
+    """Gate several candidate folders (or manifests, e.g. pending ones) against one FP32 export in a single pass over
+    `clips`: per candidate, one `RungFidelity` per rung, highest keep ratio first. Candidates may be of any
+    precision (an FP32 copy is compared like an INT8 one)."""
     from tqdm import tqdm
 
     from edge.backends.onnxruntime import OrtBackend
 
-    limits = limits or Thresholds()
-    fp32 = _score_tap(OrtBackend(fp32_dir, threads, precision="fp32"))
-    int8 = _score_tap(OrtBackend(int8_dir, threads, precision="int8"))
-    if fp32.backend.manifest.inputs != int8.backend.manifest.inputs:
-        raise CKDError(f"{int8_dir}: INT8 graphs take other inputs than the FP32 graphs in {fp32_dir}")
-    results = []
-    total = len(int8.keep_ratios) * len(clips)
-    bar = tqdm(total=total, desc="fidelity", unit="clip", disable=not progress)
-    for k in int8.keep_ratios:
-        runs = []
-        for clip in clips:
-            runs.append(_run_clip(fp32, int8, clip, k))
-            bar.update(1)
-        boxes = {key: [r[key] for r in runs] for key in ("fp32", "lockstep", "free")}
-        cos = [c for r in runs for c in r["cosines"]]
-        gts = [c.gt for c in clips]
-        results.append(rung_fidelity(k, boxes["fp32"], boxes["lockstep"], boxes["free"], gts, cos, limits))
+    fp32 = OrtBackend(fp32_dir, threads, precision="fp32")
+    backends = {n: OrtBackend(src, threads) for n, src in candidates.items()}
+    ratios = {}
+    for n, b in backends.items():
+        if b.manifest.inputs != fp32.manifest.inputs:
+            raise CKDError(f"{candidates[n]}: its graphs take other inputs than the FP32 graphs in {fp32_dir}")
+        missing = [k for k in b.keep_ratios if k not in fp32.keep_ratios]
+        if missing:
+            raise CKDError(f"{fp32_dir}: no fp32 rung with keep ratio {missing[0]:.2f} to compare {candidates[n]} with")
+        ratios[n] = tuple(sorted(b.keep_ratios, reverse=True))
+    if not clips:
+        raise CKDError("the fidelity gate needs at least one evaluation clip")
+    agreement: dict[tuple[str, float], list[CropAgreement]] = {}
+    accuracy: dict[tuple[str, float], list[tuple]] = {}
+    bar = tqdm(total=sum(c.frames - 1 for c in clips), desc="fidelity", unit="frame", disable=not progress)
+    for clip in clips:
+        crops, acc = _compare_clip(fp32, backends, clip, ratios, reset_on_failure)
+        for key, a in crops.items():
+            agreement.setdefault(key, []).append(a)
+        for key, a in acc.items():
+            accuracy.setdefault(key, []).append(a)
+        bar.update(clip.frames - 1)
     bar.close()
-    return results
+    return {
+        n: [
+            rung_fidelity(
+                k, CropAgreement.concat(agreement[(n, k)]), accuracy.get((n, k), ()), limits, reset_on_failure
+            )
+            for k in ks
+        ]
+        for n, ks in ratios.items()
+    }
+
+
+def fidelity(
+    fp32_dir: str | Path,
+    int8_dir: str | Path | Manifest,
+    clips: Sequence[Clip],
+    limits: Thresholds | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+    reset_on_failure: bool = True,
+) -> list[RungFidelity]:
+    """The fidelity gate: one `RungFidelity` per rung of `int8_dir` (a folder, or the manifest `quantize_export`
+    returned: a pending one is refused when loaded from disk) against the
+    FP32 export, `.failures` empty = pass. See `quantize.fidelity` for what is compared."""
+    return fidelity_many(fp32_dir, {"int8": int8_dir}, clips, limits, threads, progress, reset_on_failure)["int8"]
 
 
 def optimized_ops(path: str | Path) -> dict[str, int]:

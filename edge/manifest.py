@@ -72,6 +72,9 @@ class Manifest:
     calibration cache file beside the manifest (used by `ckd build` on TensorRT 8.x without Q/DQ rungs).
     `target` (optional) names what the graphs are for: `{"tensorrt": ["8.6", "10"], "layernorm": "node"}`
     (`edge.trt.targets`); None for exports older than that.
+    `gate` (optional, `ckd quantize --gate`) is the fidelity gate's verdict: `passed` keep ratios, `failed`
+    [{keep_ratio, failures}] (those rungs are not in `rungs`: nothing can run them), `thresholds`, `report`;
+    `{"pending": true}` while the gate runs (refused like a failure).
     """
 
     config: dict
@@ -82,6 +85,7 @@ class Manifest:
     rungs: list[Rung]
     calibration: dict | None = None
     target: dict | None = None
+    gate: dict | None = None
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     kit_version: str = __version__
     format: str = FORMAT
@@ -106,6 +110,7 @@ class Manifest:
             "rungs": [asdict(r) for r in self.rungs],
             "calibration": self.calibration,
             "target": self.target,
+            **({"gate": self.gate} if self.gate is not None else {}),
             "created": self.created,
             "kit_version": self.kit_version,
         }
@@ -130,9 +135,11 @@ class Manifest:
                 rungs=rungs,
                 calibration=d.get("calibration"),
                 target=d.get("target"),
+                gate=dict(d["gate"]) if d.get("gate") is not None else None,
                 created=str(d.get("created", "")),
                 kit_version=str(d.get("kit_version", "")),
             )
+            manifest.failed_gate()  # a malformed gate record is a malformed manifest
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CKDError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from None
         manifest.check(cfg, source)
@@ -147,7 +154,7 @@ class Manifest:
             want = {k: list(v) for k, v in want.items()}
             if have != want:
                 raise CKDError(f"{source}: {what} {have} are not the CKD tensors of this config {want}")
-        if not self.rungs:
+        if not self.rungs and not self.failed_gate():  # no rungs left after a failed gate: `verify` says so
             raise CKDError(f"{source}: lists no rungs")
         if not self.checkpoint_sha256:
             raise CKDError(f"{source}: checkpoint_sha256 is empty")
@@ -200,9 +207,34 @@ class Manifest:
             manifest.verify()
         return manifest
 
+    def failed_gate(self) -> dict[float, list[str]]:
+        """Keep ratios whose rung failed the fidelity gate (and was removed from `rungs`), with the reasons."""
+        failed = (self.gate or {}).get("failed") or []
+        return {float(f["keep_ratio"]): [str(x) for x in f.get("failures", [])] for f in failed}
+
+    def gate_note(self) -> str | None:
+        """One line naming the rungs the fidelity gate removed from this folder, or None."""
+        failed = self.failed_gate()
+        if not failed:
+            return None
+        where = f" (see {self.gate['report']})" if self.gate.get("report") else ""
+        return f"{self.directory}: rungs {', '.join(f'{k:.2f}' for k in failed)} failed the fidelity gate{where}"
+
     def verify(self) -> None:
         """Raise CKDError naming the first listed file (rung or calibration cache) that is missing, not a regular
-        file, or whose sha256 differs."""
+        file, or whose sha256 differs, or saying that the fidelity gate failed every rung or never finished."""
+        if (self.gate or {}).get("pending"):
+            raise CKDError(
+                f"{self.directory}: the fidelity gate never finished on these rungs (interrupted `ckd quantize "
+                "--gate`?); quantize again"
+            )
+        if not self.rungs:
+            failed = self.failed_gate()
+            worst = "; ".join(next(iter(failed.values()), []))[:200]
+            raise CKDError(
+                f"{self.directory}: every rung failed the fidelity gate ({', '.join(f'{k:.2f}' for k in failed)}: "
+                f"{worst or 'see the gate report'}); nothing here may run"
+            )
         for name, digest in self.files().items():
             path = file_in(self._dir(), name, MANIFEST_NAME)
             actual = sha256_file(path)

@@ -9,8 +9,9 @@ from toy_export import toy_export
 from ckd.errors import CKDError
 from edge.devices import PROFILES, profile_from_nvidia_smi
 from edge.manifest import sha256_file
-from edge.trt.plan import Candidate, Fidelity, choose_best, fidelity, gate_reason, plan_rungs
+from edge.trt.plan import Candidate, choose_best, gate_reason, plan_rungs
 from edge.trt.reference import load_reference, make_reference
+from quantize.fidelity import check_outputs
 
 ORIN = PROFILES["orin-nx"]
 
@@ -62,21 +63,38 @@ def test_plan_device_limits(tmp_path):
         plan_rungs(export, "fp8", ORIN)
 
 
-def test_fidelity_gate_numbers():
-    rng = np.random.default_rng(1)
-    ref = {"score_map": rng.random((1, 1, 8, 8)).astype(np.float32), "pred_boxes": rng.random((1, 1, 4))}
-    same = fidelity(ref, ref)
-    assert same == Fidelity(0.0, 0.0, True) and same.passed
-    near = fidelity({"score_map": ref["score_map"] + 0.01, "pred_boxes": ref["pred_boxes"] + 0.005}, ref)
-    assert near.passed and near.box_error == pytest.approx(0.005, abs=1e-6)
-    moved = ref["score_map"].copy()
-    moved.flat[(int(np.argmax(moved)) + 1) % 64] = 2.0
-    assert not fidelity({"score_map": moved, "pred_boxes": ref["pred_boxes"]}, ref).passed
-    assert not fidelity({"score_map": ref["score_map"], "pred_boxes": ref["pred_boxes"] + 0.02}, ref).passed
+def _outputs(rng, peak: tuple[int, int] = (4, 4), f: int = 8) -> dict[str, np.ndarray]:
+    """Head outputs with a clear score peak at `peak`, boxes 0.3 of the crop, random offsets."""
+    score = rng.uniform(0.0, 0.1, (1, 1, f, f)).astype(np.float32)
+    score[0, 0, peak[0], peak[1]] = 0.9
+    return {
+        "score_map": score,
+        "size_map": np.full((1, 2, f, f), 0.3, np.float32),
+        "offset_map": rng.uniform(0.4, 0.6, (1, 2, f, f)).astype(np.float32),
+    }
+
+
+def test_fidelity_gate_on_reference_outputs():
+    """`ckd build` checks engines with the gate of `ckd quantize --gate` (quantize.fidelity.check_outputs)."""
+    ref = _outputs(np.random.default_rng(1))
+    same = check_outputs(ref, ref, 128)
+    assert same.passed and same.iou_agreement_median == 1.0 and same.score_cosine_mean == 1.0
+    assert same.crops == 1 and same.peak_shift_px_mean == 0.0
+    near = {k: v + np.float32(0.002) for k, v in ref.items()}  # FP16-sized differences
+    assert check_outputs(ref, near, 128).passed
+    moved = _outputs(np.random.default_rng(1), peak=(4, 5))
+    check = check_outputs(ref, moved, 128)
+    assert check.peak_shift_px_mean == 16.0  # one cell of an 8x8 map over a 128-pixel crop
+    assert check.iou_agreement_median < 0.9 and not check.passed
+    assert "score peak moved on 100.0% of crops > 30%" in str(check)
 
 
 def test_choose_best():
-    good, bad = Fidelity(0.002, 0.01, True), Fidelity(0.03, 0.2, False)
+    rng = np.random.default_rng(2)
+    ref = _outputs(rng)
+    good = check_outputs(ref, ref, 128)
+    bad = check_outputs(ref, _outputs(rng, peak=(2, 6)), 128)
+    assert good.passed and not bad.passed
     picks = choose_best(
         [
             Candidate(1.0, "fp16", 10.0, good),
@@ -91,7 +109,7 @@ def test_choose_best():
     assert choose_best([Candidate(0.7, "int8", 4.0, bad), Candidate(1.0, "fp16", 9.0, good)]) == {
         1.0: Candidate(1.0, "fp16", 9.0, good)
     }  # a rung where nothing passes is left out; the others stay
-    assert gate_reason(Candidate(0.7, "int8", 4.0, bad)).startswith("fidelity gate: box error 0.0300 (max 0.01)")
+    assert gate_reason(Candidate(0.7, "int8", 4.0, bad)).startswith("fidelity gate: median IoU 0.011, cosine -0.012")
 
 
 def test_reference_round_trip_with_onnxruntime(tmp_path):

@@ -71,8 +71,10 @@ def test_fastest_passing_tier_is_kept_and_recorded(nano_calibrated, tmp_path, ca
     never = Thresholds(min_iou_agreement=1.01)
     bad = quantize_gated(fp32, calib, tmp_path / "bad", clips, never, log=lambda _: None, timer=timer)
     assert not bad.passed and [t["tier"] for t in bad.tried] == ["balanced", "conservative", "aggressive"]
-    assert all(not t["passed"] and t["failures"][0].startswith("k=1.00: median IoU") for t in bad.tried)
-    assert json.loads((tmp_path / "bad" / "manifest.json").read_text())["calibration"]["tier"] == "aggressive"
+    assert all(not t["passed"] and t["failures"][0].startswith("k=1.00: median box IoU") for t in bad.tried)
+    record = json.loads((tmp_path / "bad" / "manifest.json").read_text())
+    assert record["calibration"]["tier"] == "aggressive" and record["rungs"] == []  # failed rungs removed
+    assert record["gate"]["failed"][0]["keep_ratio"] == 1.0
 
     base = ["quantize", "--onnx", str(fp32), "--calib", str(calib)]
     assert main([*base, "--out", str(tmp_path / "plain")]) == 0  # no gate: conservative

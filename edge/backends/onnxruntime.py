@@ -73,9 +73,13 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(
-        self, model_dir: str | Path, threads: int | None = None, precision: str | None = None, spin: bool = False
+        self,
+        model_dir: str | Path | Manifest,
+        threads: int | None = None,
+        precision: str | None = None,
+        spin: bool = False,
     ) -> None:
-        self.manifest = Manifest.load(model_dir)
+        self.manifest = model_dir if isinstance(model_dir, Manifest) else Manifest.load(model_dir)
         self.precision = _pick_precision(self.manifest, precision)
         if self.precision == "int8":
             check_int8_format(self.manifest.calibration, str(model_dir))
@@ -101,7 +105,10 @@ class OrtBackend:
             if abs(r - k) < 1e-6:
                 return rung
         have = ", ".join(f"{r:.2f}" for r in self.keep_ratios)
-        raise CKDError(f"{self.manifest.directory}: no {self.precision} rung with keep ratio {k:.2f} (rungs: {have})")
+        gate = "; it failed the fidelity gate" if any(abs(r - k) < 1e-6 for r in self.manifest.failed_gate()) else ""
+        raise CKDError(
+            f"{self.manifest.directory}: no {self.precision} rung with keep ratio {k:.2f} (rungs: {have}){gate}"
+        )
 
     def _binding(self, keep_ratio: float | None):
         bound = self._bound.get(keep_ratio)

@@ -21,10 +21,11 @@ from edge.devices import Device
 from edge.manifest import Manifest
 from edge.trt import cache
 from edge.trt.flags import TrtFeatures, builder_flags, network_flags
-from edge.trt.plan import Candidate, RungPlan, choose_best, fidelity, gate_reason, plan_rungs
+from edge.trt.plan import Candidate, RungPlan, choose_best, gate_reason, plan_rungs
 from edge.trt.reference import REFERENCE_NAME, load_reference
 from edge.trt.selection import SELECTION_NAME, selection_doc
 from edge.trt.targets import LN_FP32_MARKER, graphs_for
+from quantize.fidelity import check_outputs
 
 
 def pinned_layers(names: list[str]) -> list[int]:
@@ -190,7 +191,8 @@ def build_all(
             if has_reference:
                 inputs, ref = load_reference(export.directory, plan.keep_ratio)
                 gpu_ms, outputs = measure(blob, export, device, plan.keep_ratio, inputs, dla_core=plan.dla_core)
-                candidate = Candidate(plan.keep_ratio, plan.precision, gpu_ms, fidelity(outputs, ref))
+                check = check_outputs(ref, outputs, export.ckd_config.search_size)  # as `ckd quantize --gate`
+                candidate = Candidate(plan.keep_ratio, plan.precision, gpu_ms, check)
                 if not candidate.fidelity.passed:
                     raise CKDError(gate_reason(candidate))
                 candidates.append(candidate)

@@ -5,15 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ckd.errors import CKDError
 from edge.devices import DeviceProfile
 from edge.manifest import Manifest, sha256_file
+from quantize.fidelity import CropCheck
 
-# Fidelity gate against the fp32 ONNX reference: same score-map peak cell, box within 1 % of the search crop.
-MAX_BOX_ERROR = 0.01
-MAX_SCORE_ERROR = 0.05
 # INT8 must beat FP16 by this much to be kept under `best` (FP16 is the more faithful of the two).
 INT8_MIN_SPEEDUP = 1.05
 
@@ -136,46 +132,18 @@ def plan_rungs(
 
 
 @dataclass(frozen=True)
-class Fidelity:
-    """How far an engine's outputs are from the fp32 reference."""
-
-    box_error: float  # max |pred_boxes - ref|, normalised to the search crop
-    score_error: float  # max |score_map - ref|
-    peak_match: bool  # same arg-max cell of the score map
-
-    @property
-    def passed(self) -> bool:
-        return self.peak_match and self.box_error <= MAX_BOX_ERROR and self.score_error <= MAX_SCORE_ERROR
-
-
-def fidelity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> Fidelity:
-    """Compare one run's `score_map` and `pred_boxes` to the reference outputs of the same inputs."""
-    score, ref_score = np.asarray(outputs["score_map"], np.float32), np.asarray(reference["score_map"], np.float32)
-    boxes, ref_boxes = np.asarray(outputs["pred_boxes"], np.float32), np.asarray(reference["pred_boxes"], np.float32)
-    return Fidelity(
-        box_error=float(np.max(np.abs(boxes - ref_boxes))),
-        score_error=float(np.max(np.abs(score - ref_score))),
-        peak_match=int(np.argmax(score)) == int(np.argmax(ref_score)),
-    )
-
-
-@dataclass(frozen=True)
 class Candidate:
     """A built engine measured on the device."""
 
     keep_ratio: float
     precision: str
     gpu_ms: float  # median GPU latency
-    fidelity: Fidelity
+    fidelity: CropCheck  # the per-crop check of `ckd quantize --gate` against the fp32 reference outputs
 
 
 def gate_reason(c: Candidate) -> str:
     """One line: why an engine fails the fidelity gate."""
-    f = c.fidelity
-    return (
-        f"fidelity gate: box error {f.box_error:.4f} (max {MAX_BOX_ERROR}), score error {f.score_error:.4f} "
-        f"(max {MAX_SCORE_ERROR}), peak {'same' if f.peak_match else 'moved'}"
-    )
+    return f"fidelity gate: {c.fidelity}"
 
 
 def choose_best(candidates: list[Candidate]) -> dict[float, Candidate]:
