@@ -212,3 +212,45 @@ def test_pairs_from_a_dataset_on_disk(tmp_path):
     centre = s["box"][:2] + s["box"][2:] / 2
     assert ((centre >= 0) & (centre < 1)).all() and (s["box"][2:] > 0).all()
     assert s["search_tir"].shape == (3, 128, 128)
+
+
+def test_negative_samples_never_show_the_target():
+    from ckd.data.synthetic import synthetic_clip
+    from ckd.distill.data import _negative_search
+    from ckd.track.crop import crop_window
+
+    clip = synthetic_clip(2, 60, 320, 240)
+    spec = SampleSpec(64, 128, augment=Augment(negative_prob=1.0))
+    hidden = 0
+    for i in range(40):
+        found = _negative_search(clip.gt, 10, (240, 320), np.random.default_rng(i), spec)
+        if found is None:
+            continue  # the drawn crop would have shown the target
+        si, box = found
+        x1, y1, side = crop_window(box, spec.search_factor)
+        t = clip.gt[si]
+        if np.isnan(t).any():
+            hidden += 1
+            continue
+        assert t[0] + t[2] <= x1 or t[0] >= x1 + side or t[1] + t[3] <= y1 or t[1] >= y1 + side, (i, t, box)
+    assert hidden > 5  # crops where the target hides (occlusion, out of view) are drawn too
+    s = make_sample([clip], 3, 0, spec)
+    assert s["present"] == 0 and not s["box"].any() and s["search_tir"].shape == (3, 128, 128)
+    assert make_sample([clip], 3, 0, SampleSpec(64, 128))["present"] == 1
+
+
+def test_negatives_enter_only_the_score_map_loss():
+    from ckd.distill.losses import gaussian_heatmap, tracking_loss
+
+    g = torch.Generator().manual_seed(0)
+    out = {"score_map": torch.rand(2, 1, 8, 8, generator=g).clamp(0.01, 0.99), "pred_boxes": torch.rand(2, 1, 4) * 0.5}
+    out["pred_boxes"][:, :, 2:] += 0.2
+    box = torch.tensor([[0.4, 0.4, 0.2, 0.2], [0.0, 0.0, 0.0, 0.0]])
+    heat = gaussian_heatmap(box, 8)
+    heat[1] = 0
+    both = tracking_loss(out, box, heat, present=torch.tensor([True, False]))
+    first = tracking_loss({k: v[:1] for k, v in out.items()}, box[:1], heat[:1])
+    assert both["giou"] == pytest.approx(float(first["giou"])) and both["l1"] == pytest.approx(float(first["l1"]))
+    assert both["focal"] > first["focal"]  # the negative's score map is pushed down too
+    none = tracking_loss(out, box, heat * 0, present=torch.tensor([False, False]))
+    assert none["giou"] == 0 and none["l1"] == 0 and none["focal"] > 0

@@ -23,6 +23,7 @@ class Augment:
     grayscale_prob: float = 0.05
     flip_prob: float = 0.5
     brightness: float = 0.2
+    negative_prob: float = 0.0  # share of target-absent search crops (not in the official recipe)
 
 
 @dataclass(frozen=True)

@@ -13,56 +13,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
 
+from ckd.data.clip import Clip, FrameError
 from ckd.distill.config import Augment
 from ckd.errors import CKDError
-from ckd.track.crop import IMAGENET_MEAN, IMAGENET_STD, crop_into
-
-
-class Clip(Protocol):
-    """What the sampler needs from a sequence (the readers' `Sequence` fits): gt N x 4 0-based, NaN = absent."""
-
-    gt: np.ndarray
-
-    def __len__(self) -> int: ...
-
-    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class SyntheticClip:
-    """A `SyntheticSequence` rendered on demand; thermal mapped to 8 bits with per-frame 1..99 % percentiles."""
-
-    def __init__(self, seed: int, frames: int, width: int, height: int, crossover: bool = False) -> None:
-        from ckd.data.synthetic import SyntheticSequence
-
-        self.seq = SyntheticSequence(seed, frames, width, height, crossover=crossover)
-        self.gt = np.where(self.seq.visible[:, None], self.seq.boxes, np.nan)
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        from ckd.data.thermal import agc, percentiles
-
-        f = self.seq.frame(i)
-        return f.rgb, agc(f.thermal16, *percentiles(f.thermal16, 1.0, 99.0))
+from ckd.track.crop import crop_into, normalize_into
 
 
 def build_clips(sources: tuple[dict, ...] | list[dict]) -> list[Clip]:
     """Every sequence of every configured source."""
-    from ckd.data.synthetic import sequence_seed
-
     clips: list[Clip] = []
     for src in sources:
         kind = src.get("kind")
         if kind == "synthetic":
+            from ckd.data.synthetic import synthetic_clips
+
             n, frames, seed = int(src.get("sequences", 16)), int(src.get("frames", 100)), int(src.get("seed", 0))
-            w, h = int(src.get("width", 320)), int(src.get("height", 240))
-            clips += [SyntheticClip(sequence_seed(seed, j), frames, w, h, crossover=bool(j % 2)) for j in range(n)]
+            clips += synthetic_clips(n, frames, seed, int(src.get("width", 320)), int(src.get("height", 240)))
         elif kind:
             from ckd.data.readers import open_dataset
 
@@ -105,7 +75,7 @@ def box_in_crop(box: np.ndarray, extract: np.ndarray, resize: float, out_size: i
 
 
 def _pick_frames(gt: np.ndarray, rng: np.random.Generator, max_gap: int) -> tuple[int, int] | None:
-    valid = np.flatnonzero(np.isfinite(gt).all(axis=1) & (gt[:, 2] > 1) & (gt[:, 3] > 1))
+    valid = np.flatnonzero(_valid(gt))
     if valid.size == 0:
         return None
     t = int(rng.choice(valid))
@@ -115,16 +85,53 @@ def _pick_frames(gt: np.ndarray, rng: np.random.Generator, max_gap: int) -> tupl
 
 
 def _to_chw(img: np.ndarray) -> np.ndarray:
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    x = (img.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return x.transpose(2, 0, 1)
+    """HxWx3 or HxW crop -> normalised 3xHxW float32, by the tracker's own `normalize_into`."""
+    out = np.empty((1, 3, *img.shape[:2]), np.float32)
+    normalize_into(img, out)
+    return out[0]
+
+
+def _valid(gt: np.ndarray) -> np.ndarray:
+    return np.isfinite(gt).all(axis=1) & (gt[:, 2] > 1) & (gt[:, 3] > 1)
+
+
+def _negative_search(
+    gt: np.ndarray, ti: int, frame_hw: tuple[int, ...], rng: np.random.Generator, spec: SampleSpec
+) -> tuple[int, np.ndarray] | None:
+    """A search frame and box whose crop does not show the target: a frame where the target is absent, cropped
+    where it was last seen (occlusion, out of view), or any frame cropped away from the target (None: the
+    drawn crop would show it)."""
+    aug = spec.augment
+    valid = _valid(gt)
+    lo, hi = max(0, ti - aug.max_gap), min(len(gt), ti + aug.max_gap + 1)
+    absent = np.flatnonzero(~valid[lo:hi]) + lo
+    if absent.size and rng.random() < 0.5:
+        si = int(rng.choice(absent))
+        seen = np.flatnonzero(valid[: si + 1])
+        last = int(seen[-1]) if seen.size else int(np.flatnonzero(valid)[0])
+        return si, jitter_box(gt[last], rng, aug.search_center_jitter, aug.search_scale_jitter)
+    si = int(rng.integers(lo, hi))
+    size = (gt[si] if valid[si] else gt[ti])[2:] * np.exp(rng.standard_normal(2) * aug.search_scale_jitter)
+    side = math.sqrt(float(np.prod(size))) * spec.search_factor
+    centre = rng.uniform([0.0, 0.0], [frame_hw[1], frame_hw[0]])
+    if valid[si]:
+        t0, t1 = gt[si, :2], gt[si, :2] + gt[si, 2:]
+        if np.all((t1 > centre - side / 2) & (t0 < centre + side / 2)):
+            return None
+    return si, np.concatenate([centre - size / 2, size])
 
 
 def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> dict[str, np.ndarray]:
-    """One training sample (normalised CHW crops + search box in crop units), determined by (seed, index)."""
+    """One training sample, determined by (seed, index): normalised CHW crops of both modalities (frames from
+    `Clip.load`, so thermal through the kit's one mapping), the search box in crop units and `present`.
+
+    With `augment.negative_prob` > 0 that share of samples has no target in the search crop (`present` 0, box
+    all zero), so the score map learns to stay low where the target is not. Unreadable frames are skipped.
+    """
     rng = np.random.default_rng((seed, index))
     aug = spec.augment
+    negative = aug.negative_prob > 0 and rng.random() < aug.negative_prob
+    ts, ss = spec.template_size, spec.search_size
     for _ in range(20):
         clip = clips[int(rng.integers(len(clips)))]
         frames = _pick_frames(clip.gt, rng, aug.max_gap)
@@ -132,21 +139,26 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
             continue
         ti, si = frames
         t_box = jitter_box(clip.gt[ti], rng, aug.template_center_jitter, aug.template_scale_jitter)
-        s_box = jitter_box(clip.gt[si], rng, aug.search_center_jitter, aug.search_scale_jitter)
+        try:
+            template = clip.load(ti)
+            if negative:
+                search = _negative_search(clip.gt, ti, template[0].shape[:2], rng, spec)
+                if search is None:
+                    continue
+                si, s_box = search
+            else:
+                s_box = jitter_box(clip.gt[si], rng, aug.search_center_jitter, aug.search_scale_jitter)
+            pair = template if si == ti else clip.load(si)
+        except FrameError:
+            continue
         if np.prod(t_box[2:]) < 1 or np.prod(s_box[2:]) < 1:
             continue
-        ts, ss = spec.template_size, spec.search_size
-        crops = {}
-        for kind, fi, box, factor, size in (
-            ("template", ti, t_box, spec.template_factor, ts),
-            ("search", si, s_box, spec.search_factor, ss),
-        ):
-            rgb, tir = clip.load(fi)
-            out_rgb = np.empty((size, size, 3), np.uint8)
-            out_tir = np.empty((size, size) + tir.shape[2:], np.uint8)
-            resize = crop_into(rgb, box, factor, out_rgb)
-            crop_into(tir, box, factor, out_tir)
-            crops[kind] = (out_rgb, out_tir, resize)
+        crops = {
+            "template": _crop_pair(template, t_box, spec.template_factor, ts),
+            "search": _crop_pair(pair, s_box, spec.search_factor, ss),
+        }
+        if negative:
+            return _augment(crops, None, rng, aug)
         gt = box_in_crop(clip.gt[si], s_box, crops["search"][2], ss)
         centre = gt[:2] + gt[2:] / 2
         if not (0 <= centre[0] < 1 and 0 <= centre[1] < 1):
@@ -155,7 +167,16 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
     raise CKDError("could not draw a valid training sample in 20 tries (are the sequences' boxes valid?)")
 
 
-def _augment(crops: dict, gt: np.ndarray, rng: np.random.Generator, spec: Augment) -> dict[str, np.ndarray]:
+def _crop_pair(pair: tuple[np.ndarray, np.ndarray], box: np.ndarray, factor: float, size: int) -> tuple:
+    """(RGB crop, thermal crop, resize factor) of one frame pair, cut as the tracker cuts."""
+    rgb, tir = pair
+    out_rgb, out_tir = np.empty((size, size, 3), np.uint8), np.empty((size, size) + tir.shape[2:], np.uint8)
+    resize = crop_into(rgb, box, factor, out_rgb)
+    crop_into(tir, box, factor, out_tir)
+    return out_rgb, out_tir, resize
+
+
+def _augment(crops: dict, gt: np.ndarray | None, rng: np.random.Generator, spec: Augment) -> dict[str, np.ndarray]:
     """Joint horizontal flip, grayscale on RGB, brightness factor on every image (pytracking ToTensorAndJitter)."""
     flip = rng.random() < spec.flip_prob
     gray = rng.random() < spec.grayscale_prob
@@ -169,10 +190,13 @@ def _augment(crops: dict, gt: np.ndarray, rng: np.random.Generator, spec: Augmen
             if flip:
                 x = x[:, ::-1]
             out[f"{kind}_{name}"] = np.ascontiguousarray(_to_chw(x))
+    if gt is None:
+        out["box"], out["present"] = np.zeros(4, np.float32), np.float32(0.0)
+        return out
     if flip:
         gt = gt.copy()
         gt[0] = 1.0 - gt[0] - gt[2]
-    out["box"] = gt.astype(np.float32)
+    out["box"], out["present"] = gt.astype(np.float32), np.float32(1.0)
     return out
 
 

@@ -1,8 +1,9 @@
 """Held-out check of a student: track synthetic sequences and score them against a box that never moves.
 
-Frames come straight from the generator (thermal through `ThermalAGC()` in frame order, as `ckd synth` writes
-them), the tracker is the real one over the torch backend, and scores follow the LasHeR protocol (success AUC =
-mean over 21 IoU thresholds, precision at 20 px) with absent-target frames as all-zero truth rows, as in LasHeR.
+Frames come straight from the generator as `Clip`s (thermal through `thermal_to_8bit`, the mapping training and
+run time use), the tracker is the real one over the torch backend, and scores follow the LasHeR protocol (success
+AUC = mean over 21 IoU thresholds, precision at 20 px) with absent-target frames as all-zero truth rows, as in
+LasHeR.
 
     python -m ckd.distill.evaluate [--checkpoint FILE] [--seed 7] [--sequences 8] [--frames 100]
 """
@@ -22,8 +23,7 @@ def track_synthetic(model, seed: int, sequences: int, frames: int, width: int, h
     """Scores of `model` and of the static baseline on `sequences` held-out synthetic sequences."""
     from tqdm import tqdm
 
-    from ckd.data.synthetic import SyntheticSequence, sequence_seed
-    from ckd.data.thermal import ThermalAGC
+    from ckd.data.synthetic import synthetic_clips
     from ckd.eval.protocols import SequenceGT, get_protocol
     from ckd.track.torch_backend import TorchBackend
     from ckd.track.tracker import Tracker
@@ -32,19 +32,14 @@ def track_synthetic(model, seed: int, sequences: int, frames: int, width: int, h
     tracker = Tracker(TorchBackend(model))
     counts = {"student": [], "static": []}
     bar = tqdm(total=sequences * frames, unit="frame", desc="evaluate")
-    for j in range(sequences):
-        seq = SyntheticSequence(sequence_seed(seed, j), frames, width, height, crossover=bool(j % 2))
-        agc = ThermalAGC()
-        gt = np.where(seq.visible[:, None], seq.boxes, 0.0)
+    for j, clip in enumerate(synthetic_clips(sequences, frames, seed, width, height)):
+        gt = np.nan_to_num(clip.gt, nan=0.0)
         result = np.empty((frames, 4))
-        for i in range(frames):
-            f = seq.frame(i)
-            tir = agc(f.thermal16)
-            if i == 0:
-                tracker.init(f.rgb, tir, f.box)
-                result[0] = f.box
-            else:
-                result[i], _ = tracker.update(f.rgb, tir, keep_ratio=keep_ratio)
+        tracker.init(*clip.load(0), clip.init_box)
+        result[0] = clip.init_box
+        bar.update(1)
+        for i in range(1, frames):
+            result[i], _ = tracker.update(*clip.load(i), keep_ratio=keep_ratio)
             bar.update(1)
         truth = SequenceGT(f"synth_{j:03d}", (gt, gt))
         counts["student"].append(protocol.count(truth, result))

@@ -102,14 +102,23 @@ def tracking_loss(
     w_giou: float = 2.0,
     w_l1: float = 5.0,
     w_focal: float = 1.0,
+    present: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """OSTrack `compute_losses` for one head: gt_box (B, 4) x,y,w,h normalised to the search crop."""
+    """OSTrack `compute_losses` for one head: gt_box (B, 4) x,y,w,h normalised to the search crop.
+
+    `present` (B,) bool marks samples that show the target; the others (negatives) only enter the focal loss
+    (their heatmap is all zero)."""
     pred = cxcywh_to_xyxy(out["pred_boxes"].reshape(-1, 4))
     gt = xywh_to_xyxy(gt_box).clamp(0.0, 1.0)
-    giou, iou = giou_loss(pred, gt)
+    if present is not None:
+        pred, gt = pred[present], gt[present]
+    if len(gt):
+        giou, iou = giou_loss(pred, gt)
+        l1 = F.l1_loss(pred, gt)
+    else:
+        giou = iou = l1 = gt.new_zeros(())
     if torch.isnan(giou):
         giou = giou.new_zeros(())
-    l1 = F.l1_loss(pred, gt)
     focal = focal_loss(out["score_map"], heatmap)
     total = w_giou * giou + w_l1 * l1 + w_focal * focal
     return {"total": total, "giou": giou, "l1": l1, "focal": focal, "iou": iou.detach().mean()}
