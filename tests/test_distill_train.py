@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -254,3 +255,22 @@ def test_negatives_enter_only_the_score_map_loss():
     assert both["focal"] > first["focal"]  # the negative's score map is pushed down too
     none = tracking_loss(out, box, heat * 0, present=torch.tensor([False, False]))
     assert none["giou"] == 0 and none["l1"] == 0 and none["focal"] > 0
+
+
+def test_relocation_on_image_pairs(tmp_path, capsys):
+    import cv2
+
+    from ckd.distill.evaluate import main as evaluate
+
+    rng = np.random.default_rng(0)
+    for sub in ("Test_vi", "Test_ir"):
+        (tmp_path / sub).mkdir()
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "Test_vi" / f"{i}.jpg"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+        grey = rng.integers(0, 255, (96, 128), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / "Test_ir" / f"{i}.jpg"), cv2.merge([grey, grey, grey]))  # LLVIP stores 3 channels
+    assert evaluate(["--pairs", str(tmp_path), "--shift", "0.5"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["pairs"] == 2 and scores["moved box"] == {"mean_iou": pytest.approx(1 / 3, abs=1e-4), "iou>=0.5": 0}
+    assert 0 <= scores["student"]["mean_iou"] <= 1
+    assert evaluate(["--pairs", str(tmp_path / "none")]) == 2
