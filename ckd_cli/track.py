@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
             raise CKDError(f"{seq.name}: first ground-truth box {init.tolist()} is not a valid init box")
         try:
             tracker.init(*seq.load(0), init)
-        except FrameError:
-            print(f"{seq.name}: skipped, its first frame pair cannot be read (no results written)", file=sys.stderr)
+        except CKDError as exc:  # an unusable first frame, RGB and thermal of different sizes, ...
+            reason = "its first frame pair cannot be read" if isinstance(exc, FrameError) else exc
+            print(f"{seq.name}: skipped, {reason} (no results written)", file=sys.stderr)
             bar.update(len(seq))
             continue
         boxes = np.empty((len(seq), 4))

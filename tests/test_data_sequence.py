@@ -127,14 +127,17 @@ def nano_checkpoint(tmp_path_factory):
 def test_track_goes_on_past_bad_frames(dataset, nano_checkpoint, capsys):
     root, _ = dataset
     (root / "gray16_png" / "visible" / "v000000.jpg").write_bytes(b"")  # no first frame: sequence skipped
+    small = cv2.imread(str(root / "gray8_png" / "infrared" / "i000000.png"), cv2.IMREAD_UNCHANGED)[::2, ::2]
+    cv2.imwrite(str(root / "gray8_png" / "infrared" / "i000000.png"), small)  # sizes differ: sequence skipped
     out = root.parent / "results"
     argv = ["track", "--benchmark", "lasher", "--data-root", str(root), "--checkpoint", str(nano_checkpoint)]
     assert main([*argv, "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "gray16_png: skipped, its first frame pair cannot be read" in err
+    assert "gray8_png: skipped, rgb frame 160x128 and thermal frame 80x64 differ in size" in err
     assert "v000003.jpg is empty (0 bytes)" in err and "infrared/ has no frame number 5" in err
     assert "gray8x3_jpg: unusable frames: rgb 1 empty, 1 corrupt; thermal 1 missing, 1 corrupt" in err
-    assert sorted(p.name for p in out.iterdir()) == ["gray16_tiff.txt", "gray8_png.txt", "gray8x3_jpg.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["gray16_tiff.txt", "gray8x3_jpg.txt"]
     boxes = read_boxes(out / "gray8x3_jpg.txt")
     assert boxes.shape == (N, 4) and np.isfinite(boxes).all()
     for i in (3, 5, 7, 8):
@@ -148,5 +151,7 @@ def test_calibrate_goes_on_past_bad_frames(dataset, nano_checkpoint, capsys):
     assert main([*argv, "--out", str(out), "--frames", "40", "--every", "1"]) == 0
     captured = capsys.readouterr()
     assert "i000007.jpg is truncated" in captured.err and "only 32 of the 40" in captured.out
+    summary = "gray8x3_jpg: unusable frames: rgb 1 empty, 1 corrupt; thermal 1 missing, 1 corrupt (skipped)"
+    assert summary in captured.err
     # 4 sequences x 9 updates, minus the 4 unusable frames of one of them
     assert json.loads((out / "calibration.json").read_text())["count"] == 32

@@ -7,8 +7,9 @@ mapping the run-time loop uses too. The first thermal kind seen is announced onc
 a change of kind inside a clip is reported. `gt` is N x 4 0-based x, y, w, h (NaN rows: absent or unknown) when
 known; `init_box` defaults to its first row.
 
-A frame that cannot be read raises `FrameError` (a `CKDError` naming the file), which consumers that can go on
-(tracking, sampling) catch per frame.
+A frame that cannot be used raises `FrameError` (a `CKDError` naming the file: missing, empty or corrupt), which
+consumers that can go on (tracking, sampling) catch per frame; each is counted per sensor (`problems`), reported
+once in one line and summed up by `problem_summary()`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ckd.errors import CKDError
 
 _log = logging.getLogger(__name__)
 _announced: set = set()  # thermal kinds already announced in this process
+SENSORS = ("rgb", "thermal")
+REASONS = ("missing", "empty", "corrupt")
 
 
 class FrameError(CKDError):
@@ -52,6 +55,7 @@ class Clip:
             init_box = self.gt[0]
         self.init_box = None if init_box is None else np.array(init_box, np.float64)
         self.thermal_kind: str | None = None
+        self.problems: dict[str, dict[int, str]] = {s: {} for s in SENSORS}  # frame index -> missing/empty/corrupt
 
     def __len__(self) -> int:
         return self.frames
@@ -63,12 +67,20 @@ class Clip:
         return self._read(i)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frame pair `i` as the network sees it: (RGB HxWx3 uint8, thermal HxW uint8 by `thermal_to_8bit`)."""
-        rgb, tir = self.read(i)
+        """Frame pair `i` as the network sees it: (RGB HxWx3 uint8, thermal HxW uint8 by `thermal_to_8bit`).
+
+        An unusable frame raises `FrameError`; the first time for each frame it is counted and reported."""
         try:
-            kind = thermal_kind(tir)
-        except TypeError as exc:
-            raise FrameError(f"{self.name}: thermal frame {i}: {exc}", "thermal", "unsupported") from None
+            rgb, tir = self.read(i)
+            try:
+                kind = thermal_kind(tir)
+            except TypeError as exc:
+                raise FrameError(f"thermal frame {i} is unsupported: {exc}", "thermal", "corrupt") from None
+        except FrameError as exc:
+            if exc.sensor in self.problems and i not in self.problems[exc.sensor]:
+                self.problems[exc.sensor][i] = exc.reason
+                _log.warning("%s: %s frame %d unusable: %s", self.name, exc.sensor, i, exc)
+            raise
         if kind != self.thermal_kind:
             if self.thermal_kind is not None:
                 _log.warning("%s: thermal frame %d changes kind: %s", self.name, i, describe_thermal(kind))
@@ -77,6 +89,15 @@ class Clip:
             _announced.add(kind)
             self.thermal_kind = kind
         return rgb, thermal_to_8bit(tir, kind=kind)
+
+    def problem_summary(self) -> str | None:
+        """One line counting the unusable frames met so far per sensor, or None when there were none."""
+        parts = []
+        for sensor in SENSORS:
+            reasons = list(self.problems[sensor].values())
+            if reasons:
+                parts.append(f"{sensor} " + ", ".join(f"{reasons.count(r)} {r}" for r in REASONS if r in reasons))
+        return f"{self.name}: unusable frames: {'; '.join(parts)}" if parts else None
 
     def in_memory(self, frames: int | None = None, name: str | None = None) -> Clip:
         """The first `frames` pairs (default all) loaded now, as `load` gives them, so later reads cost nothing

@@ -3,8 +3,8 @@
 Frames are read as stored: RGB as HxWx3 uint8 in RGB order; thermal unchanged (`cv2.IMREAD_UNCHANGED`: 16-bit
 PNG/TIFF stay 16-bit, grey stays HxW, 3-channel files become RGB order), so `Clip.load` can recognise what the
 thermal frames are. A frame that is missing (no file with that number), empty (0 bytes) or corrupt (undecodable, or
-a JPEG/PNG cut short: no end-of-image marker) raises `FrameError` naming the file; each such frame is counted per
-sensor (`problems`), reported once in one line, and summed up by `problem_summary()`.
+a JPEG/PNG cut short: no end-of-image marker) raises `FrameError` naming the file, counted and reported by
+`Clip.load`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from ckd.data.clip import Clip, FrameError
 from ckd.errors import CKDError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-SENSORS = ("rgb", "thermal")
 _TAIL = 64  # bytes searched for the end-of-image marker
 _log = logging.getLogger(__name__)
 
@@ -109,30 +108,13 @@ class Sequence(Clip):
             raise ValueError("rgb_frames and tir_frames must be aligned by frame number")
         super().__init__(name, len(rgb_frames), self._read_pair, gt=gt)
         self.rgb_frames, self.tir_frames, self.gt_tir, self.first = rgb_frames, tir_frames, gt_tir, first
-        self.problems: dict[str, dict[int, str]] = {s: {} for s in SENSORS}  # frame index -> missing/empty/corrupt
 
     def _read_pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self._frame(i, "rgb", self.rgb_frames), self._frame(i, "thermal", self.tir_frames)
 
     def _frame(self, i: int, sensor: str, paths: list[Path | None]) -> np.ndarray:
         path = paths[i]
-        try:
-            if path is None:
-                folder = next((p.parent.name for p in paths if p is not None), sensor)
-                raise FrameError(f"{self.name}: {folder}/ has no frame number {self.first + i}", sensor, "missing")
-            return read_frame(path, sensor)
-        except FrameError as exc:
-            if i not in self.problems[sensor]:
-                self.problems[sensor][i] = exc.reason
-                _log.warning("%s: %s frame %d unusable: %s", self.name, sensor, i, exc)
-            raise
-
-    def problem_summary(self) -> str | None:
-        """One line counting the unusable frames met so far per sensor, or None when there were none."""
-        parts = []
-        for sensor in SENSORS:
-            reasons = list(self.problems[sensor].values())
-            if reasons:
-                counts = ", ".join(f"{reasons.count(r)} {r}" for r in ("missing", "empty", "corrupt") if r in reasons)
-                parts.append(f"{sensor} {counts}")
-        return f"{self.name}: unusable frames: {'; '.join(parts)}" if parts else None
+        if path is None:
+            folder = next((p.parent.name for p in paths if p is not None), sensor)
+            raise FrameError(f"{self.name}: {folder}/ has no frame number {self.first + i}", sensor, "missing")
+        return read_frame(path, sensor)
