@@ -224,7 +224,7 @@ def test_negative_samples_never_show_the_target():
     spec = SampleSpec(64, 128, augment=Augment(negative_prob=1.0))
     hidden = 0
     for i in range(40):
-        found = _negative_search(clip.gt, 10, (240, 320), np.random.default_rng(i), spec)
+        found = _negative_search(clip, 10, (240, 320), np.random.default_rng(i), spec)
         if found is None:
             continue  # the drawn crop would have shown the target
         si, box = found
@@ -274,3 +274,25 @@ def test_relocation_on_image_pairs(tmp_path, capsys):
     assert scores["pairs"] == 2 and scores["moved box"] == {"mean_iou": pytest.approx(1 / 3, abs=1e-4), "iou>=0.5": 0}
     assert 0 <= scores["student"]["mean_iou"] <= 1
     assert evaluate(["--pairs", str(tmp_path / "none")]) == 2
+
+
+def test_distractor_crops_hold_the_target_and_its_look_alike():
+    from ckd.data.synthetic import synthetic_clips
+    from ckd.distill.data import _positive_search
+    from ckd.track.crop import crop_window
+
+    clips = synthetic_clips(3, 40, 7, 320, 240)
+    with_look_alike = []
+    for prob in (0.0, 1.0):
+        spec, count = SampleSpec(64, 128, augment=Augment(distractor_prob=prob)), 0
+        for clip in clips:
+            for i in np.flatnonzero(np.isfinite(clip.gt).all(axis=1)):
+                x1, y1, side = crop_window(_positive_search(clip, int(i), np.random.default_rng(i), spec), 4.0)
+                lo, hi = np.array([x1, y1]), np.array([x1 + side, y1 + side])
+                target = clip.gt[i, :2] + clip.gt[i, 2:] / 2
+                assert (target >= lo).all() and (target < hi).all()  # the target is always in the crop
+                look_alikes = clip.distractors[:, i, :2] + clip.distractors[:, i, 2:] / 2
+                count += bool(((look_alikes >= lo) & (look_alikes < hi)).all(axis=1).any())
+        with_look_alike.append(count)
+    assert with_look_alike[1] > 1.2 * with_look_alike[0], with_look_alike
+    assert clips[0].distractors.shape[1:] == (40, 4)

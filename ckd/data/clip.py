@@ -55,6 +55,7 @@ class Clip:
             init_box = self.gt[0]
         self.init_box = None if init_box is None else np.array(init_box, np.float64)
         self.thermal_kind: str | None = None
+        self.distractors: np.ndarray | None = None  # K x N x 4 boxes of known look-alikes (synthetic clips)
         self.problems: dict[str, dict[int, str]] = {s: {} for s in SENSORS}  # frame index -> missing/empty/corrupt
 
     def __len__(self) -> int:

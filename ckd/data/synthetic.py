@@ -383,7 +383,8 @@ def synthetic_clip(
     seed: int, frames: int, width: int = 320, height: int = 240, crossover: bool = False, name: str | None = None
 ) -> Clip:
     """One `SyntheticSequence` as a `Clip`: frames rendered on demand (thermal as 16-bit counts), `gt` NaN where
-    the target is hidden or out of view, initialised on the first frame's box."""
+    the target is hidden or out of view, initialised on the first frame's box; `distractors` holds the look-alikes'
+    boxes (K x N x 4) for the training sampler."""
     seq = SyntheticSequence(seed, frames, width, height, crossover=crossover)
 
     def read(i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -391,7 +392,9 @@ def synthetic_clip(
         return f.rgb, f.thermal16
 
     gt = np.where(seq.visible[:, None], seq.boxes, np.nan)
-    return Clip(name or f"synthetic-{seed}", frames, read, seq.boxes[0], gt)
+    clip = Clip(name or f"synthetic-{seed}", frames, read, seq.boxes[0], gt)
+    clip.distractors = np.stack([d.boxes for d in seq.distractors])  # K x N x 4, for hard training crops
+    return clip
 
 
 def synthetic_clips(

@@ -24,6 +24,7 @@ class Augment:
     flip_prob: float = 0.5
     brightness: float = 0.2
     negative_prob: float = 0.0  # share of target-absent search crops (not in the official recipe)
+    distractor_prob: float = 0.0  # share of search crops drawn around a known look-alike (synthetic clips)
 
 
 @dataclass(frozen=True)

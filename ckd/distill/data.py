@@ -95,13 +95,42 @@ def _valid(gt: np.ndarray) -> np.ndarray:
     return np.isfinite(gt).all(axis=1) & (gt[:, 2] > 1) & (gt[:, 3] > 1)
 
 
+def _centre(box: np.ndarray) -> np.ndarray:
+    return box[:2] + 0.5 * box[2:4]
+
+
+def _distractor_near(clip: Clip, fi: int, rng: np.random.Generator, spec: SampleSpec) -> np.ndarray | None:
+    """With probability `augment.distractor_prob`, the centre of the look-alike nearest the target in frame `fi`
+    (clips that know their distractors: synthetic ones), else None."""
+    boxes = clip.distractors
+    if spec.augment.distractor_prob <= 0 or boxes is None or rng.random() >= spec.augment.distractor_prob:
+        return None
+    centres = boxes[:, fi, :2] + 0.5 * boxes[:, fi, 2:4]
+    target = _centre(clip.gt[fi]) if _valid(clip.gt[fi : fi + 1])[0] else centres.mean(axis=0)
+    return centres[int(np.argmin(np.linalg.norm(centres - target, axis=1)))]
+
+
+def _positive_search(clip: Clip, si: int, rng: np.random.Generator, spec: SampleSpec) -> np.ndarray:
+    """The search box: the OSTrack jitter around the target, or (`distractor_prob`) centred between the target and
+    the nearest look-alike when both fit in one crop, so the crop holds the target and its distractor."""
+    aug, box = spec.augment, clip.gt[si]
+    other = _distractor_near(clip, si, rng, spec)
+    if other is not None:
+        size = box[2:4] * np.exp(rng.standard_normal(2) * aug.search_scale_jitter)
+        offset = other - _centre(box)
+        if np.abs(offset).max() < 0.7 * math.sqrt(float(np.prod(size))) * spec.search_factor:
+            c = _centre(box) + rng.uniform(0.3, 0.7) * offset
+            return np.concatenate([c - 0.5 * size, size])
+    return jitter_box(box, rng, aug.search_center_jitter, aug.search_scale_jitter)
+
+
 def _negative_search(
-    gt: np.ndarray, ti: int, frame_hw: tuple[int, ...], rng: np.random.Generator, spec: SampleSpec
+    clip: Clip, ti: int, frame_hw: tuple[int, ...], rng: np.random.Generator, spec: SampleSpec
 ) -> tuple[int, np.ndarray] | None:
     """A search frame and box whose crop does not show the target: a frame where the target is absent, cropped
-    where it was last seen (occlusion, out of view), or any frame cropped away from the target (None: the
-    drawn crop would show it)."""
-    aug = spec.augment
+    where it was last seen (occlusion, out of view), or any frame cropped away from the target, on a look-alike
+    (`distractor_prob`) or anywhere (None: the drawn crop would show the target)."""
+    aug, gt = spec.augment, clip.gt
     valid = _valid(gt)
     lo, hi = max(0, ti - aug.max_gap), min(len(gt), ti + aug.max_gap + 1)
     absent = np.flatnonzero(~valid[lo:hi]) + lo
@@ -113,7 +142,9 @@ def _negative_search(
     si = int(rng.integers(lo, hi))
     size = (gt[si] if valid[si] else gt[ti])[2:] * np.exp(rng.standard_normal(2) * aug.search_scale_jitter)
     side = math.sqrt(float(np.prod(size))) * spec.search_factor
-    centre = rng.uniform([0.0, 0.0], [frame_hw[1], frame_hw[0]])
+    centre = _distractor_near(clip, si, rng, spec)
+    if centre is None:
+        centre = rng.uniform([0.0, 0.0], [frame_hw[1], frame_hw[0]])
     if valid[si]:
         t0, t1 = gt[si, :2], gt[si, :2] + gt[si, 2:]
         if np.all((t1 > centre - side / 2) & (t0 < centre + side / 2)):
@@ -126,7 +157,9 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
     `Clip.load`, so thermal through the kit's one mapping), the search box in crop units and `present`.
 
     With `augment.negative_prob` > 0 that share of samples has no target in the search crop (`present` 0, box
-    all zero), so the score map learns to stay low where the target is not. Unreadable frames are skipped.
+    all zero), so the score map learns to stay low where the target is not; with `augment.distractor_prob` > 0
+    crops of clips that know their look-alikes (synthetic) are drawn around them that often. Unreadable frames are
+    skipped.
     """
     rng = np.random.default_rng((seed, index))
     aug = spec.augment
@@ -142,12 +175,12 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
         try:
             template = clip.load(ti)
             if negative:
-                search = _negative_search(clip.gt, ti, template[0].shape[:2], rng, spec)
+                search = _negative_search(clip, ti, template[0].shape[:2], rng, spec)
                 if search is None:
                     continue
                 si, s_box = search
             else:
-                s_box = jitter_box(clip.gt[si], rng, aug.search_center_jitter, aug.search_scale_jitter)
+                s_box = _positive_search(clip, si, rng, spec)
             pair = template if si == ti else clip.load(si)
         except FrameError:
             continue
