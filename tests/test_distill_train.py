@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from ckd.data.clip import Clip
 from ckd.distill.config import Augment, config_from_dict, load_config
 from ckd.distill.data import SampleSpec, box_in_crop, build_clips, make_sample
 from ckd.distill.model import DistillModel, layer_map
@@ -176,30 +177,23 @@ def test_masked_modeling_hides_the_same_patch_in_both_modalities():
     assert not torch.equal(a["score_map"], c["score_map"])
 
 
-class _Clip:
-    def __init__(self) -> None:
-        self.gt = np.array([[100.0, 80.0, 40.0, 40.0]] * 3)
-
-    def __len__(self) -> int:
-        return 3
-
-    def load(self, i: int):
-        rgb = np.zeros((240, 320, 3), np.uint8)
-        rgb[80:120, 100:140] = 200
-        return rgb, rgb[:, :, 0].copy()
+def _square_clip() -> Clip:
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    rgb[80:120, 100:140] = 200
+    return Clip("square", 3, lambda i: (rgb, rgb[:, :, 0].copy()), gt=np.array([[100.0, 80.0, 40.0, 40.0]] * 3))
 
 
 def test_sample_without_jitter_centres_the_box_in_the_crop():
     spec = SampleSpec(
         64, 128, augment=Augment(search_center_jitter=0, search_scale_jitter=0, flip_prob=0, grayscale_prob=0)
     )
-    s = make_sample([_Clip()], 5, 0, spec)
+    s = make_sample([_square_clip()], 5, 0, spec)
     # side = ceil(40 * 4) = 160 -> resize 0.8 -> 32 px of 128 = 0.25; centre (128 - 1) / 2 = 63.5 px
     assert s["box"] == pytest.approx([(63.5 - 16) / 128, (63.5 - 16) / 128, 0.25, 0.25], abs=1e-6)
     assert s["search_rgb"].shape == (3, 128, 128) and s["template_tir"].shape == (3, 64, 64)
     box = box_in_crop(np.array([110.0, 80, 40, 40]), np.array([100.0, 80, 40, 40]), 0.8, 128)
     assert box[0] == pytest.approx((63.5 + 8 - 16) / 128)
-    again = make_sample([_Clip()], 5, 0, spec)
+    again = make_sample([_square_clip()], 5, 0, spec)
     assert all(np.array_equal(again[k], s[k]) for k in s)
 
 
@@ -235,26 +229,41 @@ def test_negative_samples_never_show_the_target():
             continue
         assert t[0] + t[2] <= x1 or t[0] >= x1 + side or t[1] + t[3] <= y1 or t[1] >= y1 + side, (i, t, box)
     assert hidden > 5  # crops where the target hides (occlusion, out of view) are drawn too
-    s = make_sample([clip], 3, 0, spec)
-    assert s["present"] == 0 and not s["box"].any() and s["search_tir"].shape == (3, 128, 128)
+    s = make_sample([clip], 3, 0, SampleSpec(64, 128, augment=Augment(negative_prob=1.0, flip_prob=0)))
+    assert s["present"] == 0 and s["search_tir"].shape == (3, 128, 128)
+    # the box to keep is the estimate the crop was cut around: centred, a quarter of the crop (search factor 4)
+    np.testing.assert_allclose(s["box"][:2] + s["box"][2:] / 2, 63.5 / 128, atol=1e-6)
+    assert np.sqrt(np.prod(s["box"][2:])) == pytest.approx(0.25, abs=0.01)
     assert make_sample([clip], 3, 0, SampleSpec(64, 128))["present"] == 1
 
 
-def test_negatives_enter_only_the_score_map_loss():
-    from ckd.distill.losses import gaussian_heatmap, tracking_loss
+def test_negatives_train_the_score_map_and_keeping_the_estimate():
+    from ckd.distill.losses import gaussian_heatmap, keep_loss, tracking_loss
 
     g = torch.Generator().manual_seed(0)
-    out = {"score_map": torch.rand(2, 1, 8, 8, generator=g).clamp(0.01, 0.99), "pred_boxes": torch.rand(2, 1, 4) * 0.5}
+    out = {
+        "score_map": torch.rand(2, 1, 8, 8, generator=g).clamp(0.01, 0.99),
+        "size_map": torch.rand(2, 2, 8, 8, generator=g),
+        "offset_map": torch.rand(2, 2, 8, 8, generator=g),
+        "pred_boxes": torch.rand(2, 1, 4) * 0.5,
+    }
     out["pred_boxes"][:, :, 2:] += 0.2
-    box = torch.tensor([[0.4, 0.4, 0.2, 0.2], [0.0, 0.0, 0.0, 0.0]])
+    box = torch.tensor([[0.4, 0.4, 0.2, 0.2], [0.375, 0.35, 0.25, 0.3]])  # row 1: the estimate to keep
     heat = gaussian_heatmap(box, 8)
     heat[1] = 0
     both = tracking_loss(out, box, heat, present=torch.tensor([True, False]))
     first = tracking_loss({k: v[:1] for k, v in out.items()}, box[:1], heat[:1])
     assert both["giou"] == pytest.approx(float(first["giou"])) and both["l1"] == pytest.approx(float(first["l1"]))
-    assert both["focal"] > first["focal"]  # the negative's score map is pushed down too
+    assert both["focal"] > first["focal"] and both["keep"] > 0  # the negative's score map is pushed down too
+    # centre cells (3, 4) that predict the kept box exactly: centre (0.5, 0.5) * 8 = cell 4 - 0 / cell 3 + 1
+    size, offset = torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8)
+    size[0, 0], size[0, 1] = 0.25, 0.3
+    offset[0, 0, :, 3], offset[0, 1, 3, :] = 1.0, 1.0
+    assert keep_loss(size, offset, box[1:]) == 0
+    offset[0, 0, 3, 3] = 0.5  # one cell half a cell off
+    assert keep_loss(size, offset, box[1:]) == pytest.approx(0.5 / 8)  # mean over 2 x 2 cells x (x, y)
     none = tracking_loss(out, box, heat * 0, present=torch.tensor([False, False]))
-    assert none["giou"] == 0 and none["l1"] == 0 and none["focal"] > 0
+    assert none["giou"] == 0 and none["l1"] == 0 and none["focal"] > 0 and none["keep"] > 0
 
 
 def test_relocation_on_image_pairs(tmp_path, capsys):

@@ -102,9 +102,11 @@ def _centre(box: np.ndarray) -> np.ndarray:
 def _distractor_near(clip: Clip, fi: int, rng: np.random.Generator, spec: SampleSpec) -> np.ndarray | None:
     """With probability `augment.distractor_prob`, the centre of the look-alike nearest the target in frame `fi`
     (clips that know their distractors: synthetic ones), else None."""
-    boxes = clip.distractors
-    if spec.augment.distractor_prob <= 0 or boxes is None or rng.random() >= spec.augment.distractor_prob:
+    if spec.augment.distractor_prob <= 0 or clip.distractors is None:
         return None
+    if rng.random() >= spec.augment.distractor_prob:
+        return None
+    boxes = clip.distractors
     centres = boxes[:, fi, :2] + 0.5 * boxes[:, fi, 2:4]
     target = _centre(clip.gt[fi]) if _valid(clip.gt[fi : fi + 1])[0] else centres.mean(axis=0)
     return centres[int(np.argmin(np.linalg.norm(centres - target, axis=1)))]
@@ -156,8 +158,9 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
     """One training sample, determined by (seed, index): normalised CHW crops of both modalities (frames from
     `Clip.load`, so thermal through the kit's one mapping), the search box in crop units and `present`.
 
-    With `augment.negative_prob` > 0 that share of samples has no target in the search crop (`present` 0, box
-    all zero), so the score map learns to stay low where the target is not; with `augment.distractor_prob` > 0
+    With `augment.negative_prob` > 0 that share of samples has no target in the search crop (`present` 0; `box` is
+    the estimate the crop was cut around), so the score map learns to stay low where the target is not and the
+    head to keep its estimate; with `augment.distractor_prob` > 0
     crops of clips that know their look-alikes (synthetic) are drawn around them that often. Unreadable frames are
     skipped.
     """
@@ -190,8 +193,8 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
             "template": _crop_pair(template, t_box, spec.template_factor, ts),
             "search": _crop_pair(pair, s_box, spec.search_factor, ss),
         }
-        if negative:
-            return _augment(crops, None, rng, aug)
+        if negative:  # the box to keep: the estimate the crop was cut around
+            return _augment(crops, box_in_crop(s_box, s_box, crops["search"][2], ss), rng, aug, present=False)
         gt = box_in_crop(clip.gt[si], s_box, crops["search"][2], ss)
         centre = gt[:2] + gt[2:] / 2
         if not (0 <= centre[0] < 1 and 0 <= centre[1] < 1):
@@ -209,7 +212,9 @@ def _crop_pair(pair: tuple[np.ndarray, np.ndarray], box: np.ndarray, factor: flo
     return out_rgb, out_tir, resize
 
 
-def _augment(crops: dict, gt: np.ndarray | None, rng: np.random.Generator, spec: Augment) -> dict[str, np.ndarray]:
+def _augment(
+    crops: dict, gt: np.ndarray, rng: np.random.Generator, spec: Augment, present: bool = True
+) -> dict[str, np.ndarray]:
     """Joint horizontal flip, grayscale on RGB, brightness factor on every image (pytracking ToTensorAndJitter)."""
     flip = rng.random() < spec.flip_prob
     gray = rng.random() < spec.grayscale_prob
@@ -223,13 +228,10 @@ def _augment(crops: dict, gt: np.ndarray | None, rng: np.random.Generator, spec:
             if flip:
                 x = x[:, ::-1]
             out[f"{kind}_{name}"] = np.ascontiguousarray(_to_chw(x))
-    if gt is None:
-        out["box"], out["present"] = np.zeros(4, np.float32), np.float32(0.0)
-        return out
     if flip:
         gt = gt.copy()
         gt[0] = 1.0 - gt[0] - gt[2]
-    out["box"], out["present"] = gt.astype(np.float32), np.float32(1.0)
+    out["box"], out["present"] = gt.astype(np.float32), np.float32(present)
     return out
 
 

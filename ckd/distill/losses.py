@@ -106,11 +106,14 @@ def tracking_loss(
 ) -> dict[str, Tensor]:
     """OSTrack `compute_losses` for one head: gt_box (B, 4) x,y,w,h normalised to the search crop.
 
-    `present` (B,) bool marks samples that show the target; the others (negatives) only enter the focal loss
-    (their heatmap is all zero)."""
+    `present` (B,) bool marks samples that show the target. The others (negatives: their heatmap is all zero, their
+    box the estimate the crop was cut around) enter the focal loss and `keep_loss`, weighted as L1."""
     pred = cxcywh_to_xyxy(out["pred_boxes"].reshape(-1, 4))
     gt = xywh_to_xyxy(gt_box).clamp(0.0, 1.0)
+    keep = gt_box.new_zeros(())
     if present is not None:
+        if not present.all():
+            keep = keep_loss(out["size_map"][~present], out["offset_map"][~present], gt_box[~present])
         pred, gt = pred[present], gt[present]
     if len(gt):
         giou, iou = giou_loss(pred, gt)
@@ -120,8 +123,23 @@ def tracking_loss(
     if torch.isnan(giou):
         giou = giou.new_zeros(())
     focal = focal_loss(out["score_map"], heatmap)
-    total = w_giou * giou + w_l1 * l1 + w_focal * focal
-    return {"total": total, "giou": giou, "l1": l1, "focal": focal, "iou": iou.detach().mean()}
+    total = w_giou * giou + w_l1 * (l1 + keep) + w_focal * focal
+    return {"total": total, "giou": giou, "l1": l1, "focal": focal, "keep": keep, "iou": iou.detach().mean()}
+
+
+def keep_loss(size_map: Tensor, offset_map: Tensor, box: Tensor) -> Tensor:
+    """Negatives: the centre cells, the ones the tracker's Hann window picks when no cell scores, regress the
+    estimate the crop was cut around (`box`, x,y,w,h in crop units): mean L1 of their offsets and sizes, so a
+    tracker whose target has gone keeps its box instead of drifting or growing."""
+    f = size_map.shape[-1]
+    cells = torch.arange(f // 2 - 1 + f % 2, f // 2 + 1, device=box.device)
+    size = size_map[:, :, cells][:, :, :, cells]  # (n, 2, c, c): w, h
+    offset = offset_map[:, :, cells][:, :, :, cells]  # (n, 2, c, c): x, y within the cell
+    centre = (box[:, :2] + box[:, 2:] / 2) * f  # (n, 2) in cells
+    want_x = (centre[:, 0, None, None] - cells[None, None, :].to(box.dtype)).expand(-1, len(cells), -1)
+    want_y = (centre[:, 1, None, None] - cells[None, :, None].to(box.dtype)).expand(-1, -1, len(cells))
+    want_size = box[:, 2:, None, None].expand_as(size)
+    return F.l1_loss(size, want_size) + F.l1_loss(offset, torch.stack([want_x, want_y], dim=1))
 
 
 def style_loss(x: Tensor, y: Tensor, variant: str = "channel") -> Tensor:
