@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the CKD tracker over a dataset (initialised from the first ground-truth box) and write "
         "one <seq>.txt per sequence: x,y,w,h per frame, 1-based pixels, comma separated (what the benchmark "
         "toolkits and `ckd eval` read). Frames pair by the number in their file names; a missing, empty or corrupt "
-        "frame is reported in one line naming the file and its row keeps the previous box. Files are written "
+        "frame is reported in one line naming the file and its row is 0,0,0,0 (not tracked, as `ckd run` writes it). "
+        "Files are written "
         "atomically; existing results are skipped unless --force.",
     )
     p.add_argument("--benchmark", choices=BENCHMARKS, required=True)
@@ -85,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         for i in range(1, len(seq)):
             try:
                 rgb, tir = seq.load(i)
-            except FrameError:  # reported by the reader; the box stays where it was
-                boxes[i] = boxes[i - 1]
+            except FrameError:  # reported by the reader; the row is written as not tracked
+                boxes[i] = np.nan
                 bar.update(1)
                 continue
             t0 = time.perf_counter()
@@ -95,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
             model_s += tracker.last_timing["model_ms"] / 1e3
             frames += 1
             bar.update(1)
-        write_boxes(out / f"{seq.name}.txt", to_one_based(boxes))
+        write_boxes(out / f"{seq.name}.txt", np.nan_to_num(to_one_based(boxes), nan=0.0))  # 0,0,0,0: not tracked
         summary = seq.problem_summary()
         if summary:
-            print(f"{summary} (the previous box is kept on those frames)", file=sys.stderr)
+            print(f"{summary} (rows 0,0,0,0: not tracked)", file=sys.stderr)
     bar.close()
     if frames:
         print(
