@@ -255,13 +255,20 @@ def test_negatives_train_the_score_map_and_keeping_the_estimate():
     first = tracking_loss({k: v[:1] for k, v in out.items()}, box[:1], heat[:1])
     assert both["giou"] == pytest.approx(float(first["giou"])) and both["l1"] == pytest.approx(float(first["l1"]))
     assert both["focal"] > first["focal"] and both["keep"] > 0  # the negative's score map is pushed down too
-    # centre cells (3, 4) that predict the kept box exactly: centre (0.5, 0.5) * 8 = cell 4 - 0 / cell 3 + 1
+    # every cell predicts the kept box exactly: centre (0.5, 0.5) * 8 = 4 cells, so cell k's offset is 4 - k
     size, offset = torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8)
     size[0, 0], size[0, 1] = 0.25, 0.3
-    offset[0, 0, :, 3], offset[0, 1, 3, :] = 1.0, 1.0
+    offset[0, 0] = 4.0 - torch.arange(8.0)[None, :]
+    offset[0, 1] = 4.0 - torch.arange(8.0)[:, None]
     assert keep_loss(size, offset, box[1:]) == 0
-    offset[0, 0, 3, 3] = 0.5  # one cell half a cell off
-    assert keep_loss(size, offset, box[1:]) == pytest.approx(0.5 / 8)  # mean over 2 x 2 cells x (x, y)
+    from ckd.model.head import decode_boxes
+
+    for cell in (0, 27, 63):  # whichever cell the tracker picks, the box it decodes is the kept one
+        score = torch.zeros(1, 1, 8, 8)
+        score.view(-1)[cell] = 1.0
+        np.testing.assert_allclose(decode_boxes(score, size, offset)[0].numpy(), [0.5, 0.5, 0.25, 0.3], atol=1e-6)
+    offset[0, 0, 3, 3] += 0.5  # one cell half a cell off
+    assert keep_loss(size, offset, box[1:]) == pytest.approx(0.5 / 128)  # mean over 8 x 8 cells x (x, y)
     none = tracking_loss(out, box, heat * 0, present=torch.tensor([False, False]))
     assert none["giou"] == 0 and none["l1"] == 0 and none["focal"] > 0 and none["keep"] > 0
 
@@ -305,3 +312,32 @@ def test_distractor_crops_hold_the_target_and_its_look_alike():
         with_look_alike.append(count)
     assert with_look_alike[1] > 1.2 * with_look_alike[0], with_look_alike
     assert clips[0].distractors.shape[1:] == (40, 4)
+
+
+def test_reappear_crops_meet_the_target_where_it_was_last_seen():
+    from ckd.data.synthetic import synthetic_clip
+    from ckd.distill.data import _reappear_search
+    from ckd.track.tracker import clip_box
+
+    clip = synthetic_clip(2, 60, 320, 240)
+    valid = np.isfinite(clip.gt).all(axis=1)
+    back = {int(b) for b in np.flatnonzero(valid[1:] & ~valid[:-1]) + 1}
+    assert back  # every synthetic sequence hides its target at least once
+    spec = SampleSpec(64, 128, augment=Augment(reappear_prob=1.0, search_scale_jitter=0.0))
+    for i in range(20):
+        si, box = _reappear_search(clip, (240, 320), np.random.default_rng(i), spec)
+        start = max(b for b in back if b <= si)
+        assert valid[si] and si - start < 6  # one of the first frames after the target came back
+        held = clip_box(clip.gt[int(np.flatnonzero(valid[:start])[-1])], 240, 320)
+        np.testing.assert_allclose(box[2:], held[2:])  # the size the tracker held (no scale jitter here)
+        centre, held_centre = box[:2] + box[2:] / 2, held[:2] + held[2:] / 2
+        assert (np.abs(centre - held_centre) <= np.sqrt(np.prod(held[2:])) / 2 + 1e-9).all()
+    always = Clip("always", 5, lambda i: None, np.array([1.0, 1, 4, 4]), np.tile([1.0, 1, 4, 4], (5, 1)))
+    assert _reappear_search(always, (240, 320), np.random.default_rng(0), spec) is None
+    s = make_sample([clip], 3, 0, SampleSpec(64, 128, augment=Augment(reappear_prob=1.0)))
+    centre = s["box"][:2] + s["box"][2:] / 2
+    assert s["present"] == 1 and ((centre >= 0) & (centre < 1)).all()
+    # off (the default), samples are exactly those of a config without the option
+    plain, off = SampleSpec(64, 128), SampleSpec(64, 128, augment=Augment(reappear_prob=0.0))
+    for k in ("box", "search_rgb", "template_tir"):
+        np.testing.assert_array_equal(make_sample([clip], 4, 0, plain)[k], make_sample([clip], 4, 0, off)[k])

@@ -21,6 +21,7 @@ from ckd.data.clip import Clip, FrameError
 from ckd.distill.config import Augment
 from ckd.errors import CKDError
 from ckd.track.crop import crop_into, normalize_into
+from ckd.track.tracker import clip_box
 
 
 def build_clips(sources: tuple[dict, ...] | list[dict]) -> list[Clip]:
@@ -126,6 +127,26 @@ def _positive_search(clip: Clip, si: int, rng: np.random.Generator, spec: Sample
     return jitter_box(box, rng, aug.search_center_jitter, aug.search_scale_jitter)
 
 
+def _reappear_search(
+    clip: Clip, frame_hw: tuple[int, ...], rng: np.random.Generator, spec: SampleSpec
+) -> tuple[int, np.ndarray] | None:
+    """A frame among the first few after the target comes back (end of an occlusion or out-of-view stretch), cut
+    around where it was last seen, as a tracker that held its estimate meets it: the last visible box clipped to the
+    frame as the tracker clips its state, with the usual scale jitter and a small centre jitter. None if the clip
+    has no such stretch."""
+    valid = _valid(clip.gt)
+    back = np.flatnonzero(valid[1:] & ~valid[:-1]) + 1
+    back = back[[bool(valid[:b].any()) for b in back]]
+    if back.size == 0:
+        return None
+    b = int(rng.choice(back))
+    last = int(np.flatnonzero(valid[:b])[-1])
+    after = np.flatnonzero(valid[b : b + 6]) + b
+    si = int(rng.choice(after))
+    held = clip_box(clip.gt[last], frame_hw[0], frame_hw[1], margin=10)
+    return si, jitter_box(held, rng, 1.0, spec.augment.search_scale_jitter)
+
+
 def _negative_search(
     clip: Clip, ti: int, frame_hw: tuple[int, ...], rng: np.random.Generator, spec: SampleSpec
 ) -> tuple[int, np.ndarray] | None:
@@ -161,12 +182,14 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
     With `augment.negative_prob` > 0 that share of samples has no target in the search crop (`present` 0; `box` is
     the estimate the crop was cut around), so the score map learns to stay low where the target is not and the
     head to keep its estimate; with `augment.distractor_prob` > 0
-    crops of clips that know their look-alikes (synthetic) are drawn around them that often. Unreadable frames are
-    skipped.
+    crops of clips that know their look-alikes (synthetic) are drawn around them that often; with
+    `augment.reappear_prob` > 0 that share of positives shows the target just back from an absence, cut where it was
+    last seen. Unreadable frames are skipped.
     """
     rng = np.random.default_rng((seed, index))
     aug = spec.augment
     negative = aug.negative_prob > 0 and rng.random() < aug.negative_prob
+    reappear = not negative and aug.reappear_prob > 0 and rng.random() < aug.reappear_prob
     ts, ss = spec.template_size, spec.search_size
     for _ in range(20):
         clip = clips[int(rng.integers(len(clips)))]
@@ -179,6 +202,11 @@ def make_sample(clips: list[Clip], index: int, seed: int, spec: SampleSpec) -> d
             template = clip.load(ti)
             if negative:
                 search = _negative_search(clip, ti, template[0].shape[:2], rng, spec)
+                if search is None:
+                    continue
+                si, s_box = search
+            elif reappear:
+                search = _reappear_search(clip, template[0].shape[:2], rng, spec)
                 if search is None:
                     continue
                 si, s_box = search

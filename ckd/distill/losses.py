@@ -128,18 +128,16 @@ def tracking_loss(
 
 
 def keep_loss(size_map: Tensor, offset_map: Tensor, box: Tensor) -> Tensor:
-    """Negatives: the centre cells, the ones the tracker's Hann window picks when no cell scores, regress the
-    estimate the crop was cut around (`box`, x,y,w,h in crop units): mean L1 of their offsets and sizes, so a
-    tracker whose target has gone keeps its box instead of drifting or growing."""
+    """Negatives: every cell regresses the estimate the crop was cut around (`box`, x,y,w,h in crop units): mean L1
+    of all offsets (to the kept centre, from each cell) and sizes. Whichever cell the tracker then picks when the
+    target has gone, its box is the one it had: it holds instead of drifting, shrinking or growing."""
     f = size_map.shape[-1]
-    cells = torch.arange(f // 2 - 1 + f % 2, f // 2 + 1, device=box.device)
-    size = size_map[:, :, cells][:, :, :, cells]  # (n, 2, c, c): w, h
-    offset = offset_map[:, :, cells][:, :, :, cells]  # (n, 2, c, c): x, y within the cell
+    cells = torch.arange(f, device=box.device, dtype=box.dtype)
     centre = (box[:, :2] + box[:, 2:] / 2) * f  # (n, 2) in cells
-    want_x = (centre[:, 0, None, None] - cells[None, None, :].to(box.dtype)).expand(-1, len(cells), -1)
-    want_y = (centre[:, 1, None, None] - cells[None, :, None].to(box.dtype)).expand(-1, -1, len(cells))
-    want_size = box[:, 2:, None, None].expand_as(size)
-    return F.l1_loss(size, want_size) + F.l1_loss(offset, torch.stack([want_x, want_y], dim=1))
+    want_x = (centre[:, 0, None, None] - cells[None, None, :]).expand(-1, f, -1)
+    want_y = (centre[:, 1, None, None] - cells[None, :, None]).expand(-1, -1, f)
+    want_size = box[:, 2:, None, None].expand_as(size_map)
+    return F.l1_loss(size_map, want_size) + F.l1_loss(offset_map, torch.stack([want_x, want_y], dim=1))
 
 
 def style_loss(x: Tensor, y: Tensor, variant: str = "channel") -> Tensor:
