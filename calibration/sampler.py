@@ -1,7 +1,8 @@
 """Tracker-in-the-loop sampling: the crops the network really sees at run time, both modalities.
 
 A `Tap` wraps any backend; while sampling, each run's four input buffers (template crop from init, search
-crop around the previous estimate, as the tracker filled them) are copied.
+crop around the previous estimate, as the tracker filled them) are copied. Frames that cannot be read are
+skipped (a clip whose first frame cannot be read is skipped whole); `Clip` reports each one in one line.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from calibration.sources import Clip
+from ckd.data.clip import Clip, FrameError
 from ckd.track.backend import INPUT_NAMES
 
 
@@ -59,12 +60,17 @@ def sample_crops(
         if len(samples) >= count:
             break
         before = len(samples)
-        rgb, tir = clip.load(0)
-        tracker.init(rgb, tir, clip.init_box)
+        try:
+            tracker.init(*clip.load(0), clip.init_box)
+        except FrameError:
+            continue
         for i in range(1, clip.frames):
             if len(samples) >= count:
                 break
-            rgb, tir = clip.load(i)
+            try:
+                rgb, tir = clip.load(i)
+            except FrameError:
+                continue
             tracker.update(rgb, tir)
         bar.update(len(samples) - before)
     bar.close()

@@ -1,67 +1,28 @@
 """Where calibration (and fidelity-gate) frames come from: sequences to run the tracker over.
 
-A source is a `Clip`: a name, a frame count, a random-access `load(i) -> (rgb, tir)` (HxWx3 uint8 RGB order,
-thermal HxW or HxWx3 uint8) and the 0-based x,y,w,h box to initialise on, plus ground truth when known.
+Every source is a `ckd.data.clip.Clip` (the kit's one clip type): random-access frame pairs as the network sees
+them (`load(i)`: RGB HxWx3 uint8, thermal through the one mapping `thermal_to_8bit`), the 0-based x,y,w,h box to
+initialise on, and ground truth when known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ckd.data.clip import Clip
+from ckd.data.pairs import pair_clips
 from ckd.errors import CKDError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-# Visible / infrared sub-folder name pairs of image-pair folders (LLVIP, FusionGAN exports, plain exports).
-PAIR_DIRS = (("_vi", "_ir"), ("visible", "infrared"), ("rgb", "ir"), ("rgb", "tir"), ("vis", "ir"))
-
-
-@dataclass
-class Clip:
-    """A sequence to track: `load(i)` gives frame pair i, `gt` (N x 4, NaN rows = absent) when known."""
-
-    name: str
-    frames: int
-    load: Callable[[int], tuple[np.ndarray, np.ndarray]]
-    init_box: np.ndarray
-    gt: np.ndarray | None = None
+__all__ = ["Clip", "dataset_clips", "open_clips", "pair_clips", "synthetic_clips"]
 
 
 def synthetic_clips(count: int, frames: int, seed: int, width: int = 320, height: int = 256) -> list[Clip]:
-    """`count` procedural sequences (`ckd.data.synthetic`), thermal mapped to 8 bits by the kit's AGC."""
-    from ckd.data.synthetic import SyntheticSequence, sequence_seed
-    from ckd.data.thermal import ThermalAGC
+    """`count` procedural sequences (`ckd.data.synthetic`, no thermal crossover), 16-bit thermal as generated."""
+    from ckd.data.synthetic import synthetic_clips as generate
 
-    clips = []
-    for k in range(count):
-        seq = SyntheticSequence(sequence_seed(seed, k), frames=frames, width=width, height=height)
-        gt = np.where(seq.visible[:, None], seq.boxes, np.nan)
-        clips.append(Clip(f"synthetic-{seed}-{k}", frames, _InOrder(seq, ThermalAGC()), seq.boxes[0].copy(), gt))
-    return clips
-
-
-class _InOrder:
-    """Random access over a synthetic sequence whose thermal AGC must see frames in order (cheap when in order)."""
-
-    def __init__(self, seq, agc) -> None:
-        self.seq, self.agc = seq, agc
-        self.next = 0
-        self.last: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
-
-    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.last is not None and self.last[0] == i:
-            return self.last[1]
-        if i < self.next:
-            self.agc.reset()
-            self.next = 0
-        while self.next <= i:
-            f = self.seq.frame(self.next)
-            self.last = (self.next, (f.rgb, self.agc(f.thermal16)))
-            self.next += 1
-        return self.last[1]
+    return generate(count, frames, seed, width, height, crossover=False)
 
 
 def dataset_clips(benchmark: str, root: str | Path, limit: int | None = None) -> list[Clip]:
@@ -73,48 +34,9 @@ def dataset_clips(benchmark: str, root: str | Path, limit: int | None = None) ->
         valid = np.flatnonzero(np.isfinite(seq.gt).all(axis=1) & (seq.gt[:, 2:] > 0).all(axis=1))
         if valid.size == 0 or valid[0] != 0:
             continue  # the tracker initialises on frame 0
-        clips.append(Clip(seq.name, len(seq), seq.load, seq.gt[0].copy(), seq.gt))
+        clips.append(seq)
     if not clips:
         raise CKDError(f"{root}: no {benchmark} sequence has a ground-truth box on its first frame")
-    return clips
-
-
-def _pair_dirs(root: Path) -> list[tuple[Path, Path]]:
-    found = []
-    for vis in sorted(p for p in root.rglob("*") if p.is_dir()) + [root]:
-        for v_tag, i_tag in PAIR_DIRS:
-            if vis.name.lower().endswith(v_tag):
-                ir = vis.with_name(vis.name[: len(vis.name) - len(v_tag)] + i_tag)
-                if ir.is_dir():
-                    found.append((vis, ir))
-    return found
-
-
-def pair_clips(root: str | Path, box_fraction: float = 0.25) -> list[Clip]:
-    """Aligned visible/infrared image pairs (no boxes): each pair is a 2-frame clip on the same image with a
-    centred box `box_fraction` of the frame, so the tracker produces a template and a run-time search crop."""
-    from ckd.data.sequence import read_image_rgb
-
-    root = Path(root)
-    if not root.is_dir():
-        raise CKDError(f"{root}: image-pair folder not found")
-    clips = []
-    for vis_dir, ir_dir in _pair_dirs(root):
-        for vis in sorted(p for p in vis_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            ir = ir_dir / vis.name
-            if not ir.is_file():
-                continue
-            rgb = read_image_rgb(vis)
-            h, w = rgb.shape[:2]
-            box = np.array([w * (1 - box_fraction) / 2, h * (1 - box_fraction) / 2, w * box_fraction, h * box_fraction])
-
-            def load(i: int, vis=vis, ir=ir) -> tuple[np.ndarray, np.ndarray]:
-                return read_image_rgb(vis), read_image_rgb(ir)
-
-            clips.append(Clip(f"{vis_dir.name}/{vis.stem}", 2, load, box))
-    if not clips:
-        tags = ", ".join(f"*{v}/ + *{i}/" for v, i in PAIR_DIRS)
-        raise CKDError(f"{root}: no visible/infrared image pairs found (sub-folders named like {tags})")
     return clips
 
 

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "environment": env.environment({m.label: m.sha256 for m in models}, threads)
         | {"load_average_before": load_before, "load_average_after": os.getloadavg()},
         "roofline": {**ceilings, "gmacs_thop": per_model},
-        "clip": {"name": clip.name, "frames": len(clip) - 1, "size": list(clip.rgb[0].shape[1::-1])},
+        "clip": {"name": clip.name, "frames": len(clip) - 1, "size": list(clip.load(0)[0].shape[1::-1])},
         "warmup": args.warmup,
         "rows": rows,
         "notes": notes,

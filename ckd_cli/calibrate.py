@@ -58,6 +58,8 @@ def tracking_backend(model: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from calibration.sampler import sample_crops
     from calibration.sources import open_clips
     from calibration.store import write_calibration
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     backend, identity = tracking_backend(args.model)
     clips = open_clips(args.benchmark, args.data, args.sequences, args.length, args.seed)
     crops = sample_crops(backend, clips, args.frames, every=args.every, progress=True)
+    for summary in filter(None, (clip.problem_summary() for clip in clips)):
+        print(f"{summary} (skipped)", file=sys.stderr)
     source = f"{args.benchmark}:{args.data}" if args.data else args.benchmark
     cal = write_calibration(args.out, crops, source, args.seed, identity, args.shard_size)
     if cal.count < args.frames:

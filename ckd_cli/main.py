@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from ckd.errors import CKDError
@@ -46,7 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(logging.Handler):
+    """The kit's notices (e.g. what the thermal frames are, an unusable frame) as plain lines on the current
+    stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def _show_notices() -> None:
+    for name in ("ckd", "calibration"):
+        log = logging.getLogger(name)
+        if not any(isinstance(h, _Stderr) for h in log.handlers):
+            log.addHandler(_Stderr())
+            log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _show_notices()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

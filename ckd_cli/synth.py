@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate a synthetic RGB-thermal dataset (LasHeR layout)",
         description="Generate synth_000, synth_001, ... in DIR with visible/ and infrared/ JPEGs and init.txt, "
         "visible.txt, infrared.txt (1-based x,y,w,h, comma; 0,0,0,0 where the target is hidden or out of view). "
-        "Thermal frames are 16-bit centikelvin counts mapped to 8 bits by the kit's ThermalAGC, the same mapping "
-        "the live pipeline uses. Odd-numbered sequences include a thermal crossover. Same seed, same dataset.",
+        "Thermal frames are 16-bit centikelvin counts written as 8-bit grey by thermal_to_8bit (per-frame 1-99 %% "
+        "percentile stretch), the one mapping training, calibration and the live pipeline use. Odd-numbered "
+        "sequences include a thermal crossover. Same seed, same dataset.",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new, see --force)")
     p.add_argument("--sequences", type=_positive, default=4, metavar="N", help="number of sequences (default 4)")

@@ -15,7 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="track every sequence of a dataset, write <seq>.txt results",
         description="Run the CKD tracker over a dataset (initialised from the first ground-truth box) and write "
         "one <seq>.txt per sequence: x,y,w,h per frame, 1-based pixels, comma separated (what the benchmark "
-        "toolkits and `ckd eval` read). Files are written atomically; existing results are skipped unless --force.",
+        "toolkits and `ckd eval` read). Frames pair by the number in their file names; a missing, empty or corrupt "
+        "frame is reported in one line naming the file and its row is 0,0,0,0 (not tracked, as `ckd run` writes it). "
+        "Files are written "
+        "atomically; existing results are skipped unless --force.",
     )
     p.add_argument("--benchmark", choices=BENCHMARKS, required=True)
     p.add_argument("--data-root", required=True, help="dataset root in the benchmark's own layout")
@@ -36,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     import time
     from pathlib import Path
 
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ckd.data.boxes import to_one_based, write_boxes
+    from ckd.data.clip import FrameError
     from ckd.data.readers import open_dataset
     from ckd.errors import CKDError
     from ckd.track.tracker import Tracker
@@ -68,20 +73,33 @@ def run(args: argparse.Namespace) -> int:
         init = seq.gt[0]
         if not np.isfinite(init).all() or init[2] <= 0 or init[3] <= 0:
             raise CKDError(f"{seq.name}: first ground-truth box {init.tolist()} is not a valid init box")
+        try:
+            tracker.init(*seq.load(0), init)
+        except CKDError as exc:  # an unusable first frame, RGB and thermal of different sizes, ...
+            reason = "its first frame pair cannot be read" if isinstance(exc, FrameError) else exc
+            print(f"{seq.name}: skipped, {reason} (no results written)", file=sys.stderr)
+            bar.update(len(seq))
+            continue
         boxes = np.empty((len(seq), 4))
-        rgb, tir = seq.load(0)
-        tracker.init(rgb, tir, init)
         boxes[0] = init
         bar.update(1)
         for i in range(1, len(seq)):
-            rgb, tir = seq.load(i)
+            try:
+                rgb, tir = seq.load(i)
+            except FrameError:  # reported by the reader; the row is written as not tracked
+                boxes[i] = np.nan
+                bar.update(1)
+                continue
             t0 = time.perf_counter()
             boxes[i], _ = tracker.update(rgb, tir, keep_ratio=args.keep_ratio)
             total_s += time.perf_counter() - t0
             model_s += tracker.last_timing["model_ms"] / 1e3
             frames += 1
             bar.update(1)
-        write_boxes(out / f"{seq.name}.txt", to_one_based(boxes))
+        write_boxes(out / f"{seq.name}.txt", np.nan_to_num(to_one_based(boxes), nan=0.0))  # 0,0,0,0: not tracked
+        summary = seq.problem_summary()
+        if summary:
+            print(f"{summary} (rows 0,0,0,0: not tracked)", file=sys.stderr)
     bar.close()
     if frames:
         print(

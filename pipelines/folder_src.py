@@ -2,9 +2,9 @@
 
 A frame's index is the number in its file name (`v000017.jpg` -> 17), never its position in the listing, so a
 missing, empty or corrupt frame costs that frame only: the sensor's other frames keep their numbers and still
-pair with the other sensor's frames of the same number. Frames are read as stored (`read_frame`: RGB as RGB;
-thermal unchanged: 16-bit PNG/TIFF stay 16-bit, grey stays grey, 3-channel grey stays 3 channels), so the
-run-time loop recognises what the thermal frames are from the data. The first readable frame fixes the clip's
+pair with the other sensor's frames of the same number. Frames are read as stored, by the dataset readers'
+`ckd.data.sequence.read_frame` (RGB as RGB; thermal unchanged: 16-bit PNG/TIFF stay 16-bit, grey stays grey,
+3-channel grey stays 3 channels), so the run-time loop recognises what the thermal frames are from the data. The first readable frame fixes the clip's
 format and size; a later frame that differs is refused like a corrupt one.
 
 `init_box()` is the first ground-truth box when the folder sits in a benchmark sequence (`<seq>/visible/` with
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ckd.data.clip import FrameError
+from ckd.data.sequence import IMAGE_SUFFIXES, frame_number, read_frame
 from ckd.errors import CKDError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _FORMATS = {(np.dtype(np.uint8), 3): "RGB", (np.dtype(np.uint8), 2): "GRAY8", (np.dtype(np.uint16), 2): "GRAY16_LE"}
-_TAIL = 64  # bytes searched for the end-of-image marker
 # folder name of a sensor -> ground-truth files beside it, first present wins (see ckd.data.readers.LAYOUTS)
 _GT_BESIDE = {
     "visible": ("init.txt", "visible.txt", "groundtruth_rect.txt"),
@@ -38,44 +38,6 @@ class FrameProblem(CKDError):
     def __init__(self, index: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.index, self.reason = index, reason
-
-
-def frame_number(path: Path) -> int | None:
-    """The frame number in a file name: the last run of digits in its stem (`v000012` -> 12, `00012i` -> 12)."""
-    digits = re.findall(r"\d+", path.stem)
-    return int(digits[-1]) if digits else None
-
-
-def _cut_short(data: np.ndarray) -> bool:
-    """A JPEG without its end-of-image marker or a PNG without its IEND chunk near the end: cut short."""
-    head, tail = data[:8].tobytes(), data[-_TAIL:].tobytes()
-    if head.startswith(b"\xff\xd8"):
-        return b"\xff\xd9" not in tail
-    if head.startswith(b"\x89PNG"):
-        return b"IEND" not in tail
-    return False
-
-
-def read_frame(path: Path, role: str) -> np.ndarray:
-    """A stored frame: `rgb` as HxWx3 uint8 RGB, thermal as stored (grey HxW, 16-bit HxW, 3 channels in RGB order).
-
-    Raises FrameProblem (index -1; the caller knows the index) for an empty, cut-short or undecodable file.
-    """
-    import cv2
-
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise FrameProblem(-1, "empty", f"{path} is empty (0 bytes)")
-    if _cut_short(data):
-        raise FrameProblem(-1, "corrupt", f"{path} is truncated (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR if role == "rgb" else cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise FrameProblem(-1, "corrupt", f"{path} is not a readable image")
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]  # alpha is not part of the picture
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image[:, :, 0] if image.ndim == 3 else image
 
 
 def _listing(location: Path) -> tuple[Path, dict[int, Path]]:
@@ -125,7 +87,7 @@ class FolderFrames:
         for i in sorted(self.files):
             try:
                 image = read_frame(self.files[i], self.role)
-            except FrameProblem as exc:
+            except FrameError as exc:
                 problems.append(str(exc))
                 continue
             fmt = _FORMATS.get((image.dtype, image.ndim))
@@ -150,10 +112,8 @@ class FolderFrames:
             raise FrameProblem(index, "missing", message)
         try:
             image = read_frame(path, self.role)
-        except FrameProblem as exc:
+        except FrameError as exc:
             raise FrameProblem(index, exc.reason, f"{self.role} frame {index}: {exc}") from None
-        except OSError as exc:
-            raise FrameProblem(index, "missing", f"{self.role} frame {index}: cannot read {path}: {exc}") from None
         f = self.format
         if _FORMATS.get((image.dtype, image.ndim)) != f.fmt or image.shape[:2] != (f.height, f.width):
             raise FrameProblem(

@@ -22,7 +22,8 @@ def lasher_root(tmp_path_factory):
 
 def test_dataset_clip_reads_frames_and_zero_based_ground_truth(lasher_root):
     clip = dataset_clip(f"lasher:{lasher_root}", frames=4)
-    assert len(clip) == 4 and clip.rgb[0].shape == (240, 320, 3) and clip.tir[0].shape[:2] == (240, 320)
+    rgb, tir = clip.load(3)
+    assert len(clip) == 4 and rgb.shape == (240, 320, 3) and tir.shape == (240, 320)
     truth = SyntheticSequence(sequence_seed(5, 0), frames=6, width=320, height=240)
     np.testing.assert_allclose(clip.gt[0], truth.frame(0).box, atol=1e-3)
 

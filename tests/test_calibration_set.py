@@ -104,6 +104,12 @@ def test_image_pairs_folder(tmp_path, backend):
     assert crops["search_rgb"].shape[0] == 3  # one search crop per pair
     (tmp_path / "Test_ir" / "0.png").unlink()
     assert len(pair_clips(tmp_path)) == 2  # unmatched names are skipped
+    (tmp_path / "Test_vi" / "1.png").write_bytes(b"")  # unreadable visible image: the pair is left out
+    data = (tmp_path / "Test_ir" / "2.png").read_bytes()
+    (tmp_path / "Test_ir" / "2.png").write_bytes(data[: len(data) // 2])  # truncated thermal: skipped when sampled
+    (clip,) = pair_clips(tmp_path)
+    assert sample_crops(backend, [clip], 10) == {}
+    assert clip.problem_summary() == "Test_vi/2: unusable frames: thermal 1 corrupt"
     (tmp_path / "other").mkdir()
     with pytest.raises(CKDError, match="no visible/infrared image pairs"):
         pair_clips(tmp_path / "other")

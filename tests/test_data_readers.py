@@ -157,14 +157,22 @@ def test_vtuav_every_tenth_frame(tmp_path):
     np.testing.assert_array_equal(seq.gt_tir, seq.gt)
 
 
-def test_frames_in_natural_order(tmp_path):
+def test_frames_pair_by_their_number(tmp_path):
     make_sequence(tmp_path / "s", "visible", "infrared", 0, {}, "", "")
     for i in (1, 2, 10, 11):
         (tmp_path / "s" / "visible" / f"v{i}.jpg").touch()
-        (tmp_path / "s" / "infrared" / f"i{i}.jpg").touch()
-    (tmp_path / "s" / "init.txt").write_text("1,1,5,5\n" * 4)
+    for i in (2, 3, 11):
+        (tmp_path / "s" / "infrared" / f"{i:05d}i.jpg").touch()
+    (tmp_path / "s" / "visible" / "thumbs.jpg").touch()  # no number: skipped
+    (tmp_path / "s" / "init.txt").write_text("1,1,5,5\n" * 11)
     seq = read_sequence("rgbt210", tmp_path / "s")
-    assert [p.name for p in seq.rgb_frames] == ["v1.jpg", "v2.jpg", "v10.jpg", "v11.jpg"]
+    assert len(seq) == len(seq.gt) == 11 and seq.first == 1
+    names = lambda frames: [p.name if p else None for p in frames]  # noqa: E731
+    assert names(seq.rgb_frames) == ["v1.jpg", "v2.jpg", *[None] * 7, "v10.jpg", "v11.jpg"]
+    assert names(seq.tir_frames) == [None, "00002i.jpg", "00003i.jpg", *[None] * 7, "00011i.jpg"]
+    (tmp_path / "s" / "infrared" / "i0011.jpg").touch()
+    with pytest.raises(CKDError, match="both claim frame number 11"):
+        read_sequence("rgbt210", tmp_path / "s")
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from ckd.data.clip import Clip
 from ckd.distill.config import Augment, config_from_dict, load_config
 from ckd.distill.data import SampleSpec, box_in_crop, build_clips, make_sample
 from ckd.distill.model import DistillModel, layer_map
@@ -175,30 +177,23 @@ def test_masked_modeling_hides_the_same_patch_in_both_modalities():
     assert not torch.equal(a["score_map"], c["score_map"])
 
 
-class _Clip:
-    def __init__(self) -> None:
-        self.gt = np.array([[100.0, 80.0, 40.0, 40.0]] * 3)
-
-    def __len__(self) -> int:
-        return 3
-
-    def load(self, i: int):
-        rgb = np.zeros((240, 320, 3), np.uint8)
-        rgb[80:120, 100:140] = 200
-        return rgb, rgb[:, :, 0].copy()
+def _square_clip() -> Clip:
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    rgb[80:120, 100:140] = 200
+    return Clip("square", 3, lambda i: (rgb, rgb[:, :, 0].copy()), gt=np.array([[100.0, 80.0, 40.0, 40.0]] * 3))
 
 
 def test_sample_without_jitter_centres_the_box_in_the_crop():
     spec = SampleSpec(
         64, 128, augment=Augment(search_center_jitter=0, search_scale_jitter=0, flip_prob=0, grayscale_prob=0)
     )
-    s = make_sample([_Clip()], 5, 0, spec)
+    s = make_sample([_square_clip()], 5, 0, spec)
     # side = ceil(40 * 4) = 160 -> resize 0.8 -> 32 px of 128 = 0.25; centre (128 - 1) / 2 = 63.5 px
     assert s["box"] == pytest.approx([(63.5 - 16) / 128, (63.5 - 16) / 128, 0.25, 0.25], abs=1e-6)
     assert s["search_rgb"].shape == (3, 128, 128) and s["template_tir"].shape == (3, 64, 64)
     box = box_in_crop(np.array([110.0, 80, 40, 40]), np.array([100.0, 80, 40, 40]), 0.8, 128)
     assert box[0] == pytest.approx((63.5 + 8 - 16) / 128)
-    again = make_sample([_Clip()], 5, 0, spec)
+    again = make_sample([_square_clip()], 5, 0, spec)
     assert all(np.array_equal(again[k], s[k]) for k in s)
 
 
@@ -212,3 +207,137 @@ def test_pairs_from_a_dataset_on_disk(tmp_path):
     centre = s["box"][:2] + s["box"][2:] / 2
     assert ((centre >= 0) & (centre < 1)).all() and (s["box"][2:] > 0).all()
     assert s["search_tir"].shape == (3, 128, 128)
+
+
+def test_negative_samples_never_show_the_target():
+    from ckd.data.synthetic import synthetic_clip
+    from ckd.distill.data import _negative_search
+    from ckd.track.crop import crop_window
+
+    clip = synthetic_clip(2, 60, 320, 240)
+    spec = SampleSpec(64, 128, augment=Augment(negative_prob=1.0))
+    hidden = 0
+    for i in range(40):
+        found = _negative_search(clip, 10, (240, 320), np.random.default_rng(i), spec)
+        if found is None:
+            continue  # the drawn crop would have shown the target
+        si, box = found
+        x1, y1, side = crop_window(box, spec.search_factor)
+        t = clip.gt[si]
+        if np.isnan(t).any():
+            hidden += 1
+            continue
+        assert t[0] + t[2] <= x1 or t[0] >= x1 + side or t[1] + t[3] <= y1 or t[1] >= y1 + side, (i, t, box)
+    assert hidden > 5  # crops where the target hides (occlusion, out of view) are drawn too
+    s = make_sample([clip], 3, 0, SampleSpec(64, 128, augment=Augment(negative_prob=1.0, flip_prob=0)))
+    assert s["present"] == 0 and s["search_tir"].shape == (3, 128, 128)
+    # the box to keep is the estimate the crop was cut around: centred, a quarter of the crop (search factor 4)
+    np.testing.assert_allclose(s["box"][:2] + s["box"][2:] / 2, 63.5 / 128, atol=1e-6)
+    assert np.sqrt(np.prod(s["box"][2:])) == pytest.approx(0.25, abs=0.01)
+    assert make_sample([clip], 3, 0, SampleSpec(64, 128))["present"] == 1
+
+
+def test_negatives_train_the_score_map_and_keeping_the_estimate():
+    from ckd.distill.losses import gaussian_heatmap, keep_loss, tracking_loss
+
+    g = torch.Generator().manual_seed(0)
+    out = {
+        "score_map": torch.rand(2, 1, 8, 8, generator=g).clamp(0.01, 0.99),
+        "size_map": torch.rand(2, 2, 8, 8, generator=g),
+        "offset_map": torch.rand(2, 2, 8, 8, generator=g),
+        "pred_boxes": torch.rand(2, 1, 4) * 0.5,
+    }
+    out["pred_boxes"][:, :, 2:] += 0.2
+    box = torch.tensor([[0.4, 0.4, 0.2, 0.2], [0.375, 0.35, 0.25, 0.3]])  # row 1: the estimate to keep
+    heat = gaussian_heatmap(box, 8)
+    heat[1] = 0
+    both = tracking_loss(out, box, heat, present=torch.tensor([True, False]))
+    first = tracking_loss({k: v[:1] for k, v in out.items()}, box[:1], heat[:1])
+    assert both["giou"] == pytest.approx(float(first["giou"])) and both["l1"] == pytest.approx(float(first["l1"]))
+    assert both["focal"] > first["focal"] and both["keep"] > 0  # the negative's score map is pushed down too
+    # every cell predicts the kept box exactly: centre (0.5, 0.5) * 8 = 4 cells, so cell k's offset is 4 - k
+    size, offset = torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8)
+    size[0, 0], size[0, 1] = 0.25, 0.3
+    offset[0, 0] = 4.0 - torch.arange(8.0)[None, :]
+    offset[0, 1] = 4.0 - torch.arange(8.0)[:, None]
+    assert keep_loss(size, offset, box[1:]) == 0
+    from ckd.model.head import decode_boxes
+
+    for cell in (0, 27, 63):  # whichever cell the tracker picks, the box it decodes is the kept one
+        score = torch.zeros(1, 1, 8, 8)
+        score.view(-1)[cell] = 1.0
+        np.testing.assert_allclose(decode_boxes(score, size, offset)[0].numpy(), [0.5, 0.5, 0.25, 0.3], atol=1e-6)
+    offset[0, 0, 3, 3] += 0.5  # one cell half a cell off
+    assert keep_loss(size, offset, box[1:]) == pytest.approx(0.5 / 128)  # mean over 8 x 8 cells x (x, y)
+    none = tracking_loss(out, box, heat * 0, present=torch.tensor([False, False]))
+    assert none["giou"] == 0 and none["l1"] == 0 and none["focal"] > 0 and none["keep"] > 0
+
+
+def test_relocation_on_image_pairs(tmp_path, capsys):
+    import cv2
+
+    from ckd.distill.evaluate import main as evaluate
+
+    rng = np.random.default_rng(0)
+    for sub in ("Test_vi", "Test_ir"):
+        (tmp_path / sub).mkdir()
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "Test_vi" / f"{i}.jpg"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+        grey = rng.integers(0, 255, (96, 128), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / "Test_ir" / f"{i}.jpg"), cv2.merge([grey, grey, grey]))  # LLVIP stores 3 channels
+    assert evaluate(["--pairs", str(tmp_path), "--shift", "0.5"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["pairs"] == 2 and scores["moved box"] == {"mean_iou": pytest.approx(1 / 3, abs=1e-4), "iou>=0.5": 0}
+    assert 0 <= scores["student"]["mean_iou"] <= 1
+    assert evaluate(["--pairs", str(tmp_path / "none")]) == 2
+
+
+def test_distractor_crops_hold_the_target_and_its_look_alike():
+    from ckd.data.synthetic import synthetic_clips
+    from ckd.distill.data import _positive_search
+    from ckd.track.crop import crop_window
+
+    clips = synthetic_clips(3, 40, 7, 320, 240)
+    with_look_alike = []
+    for prob in (0.0, 1.0):
+        spec, count = SampleSpec(64, 128, augment=Augment(distractor_prob=prob)), 0
+        for clip in clips:
+            for i in np.flatnonzero(np.isfinite(clip.gt).all(axis=1)):
+                x1, y1, side = crop_window(_positive_search(clip, int(i), np.random.default_rng(i), spec), 4.0)
+                lo, hi = np.array([x1, y1]), np.array([x1 + side, y1 + side])
+                target = clip.gt[i, :2] + clip.gt[i, 2:] / 2
+                assert (target >= lo).all() and (target < hi).all()  # the target is always in the crop
+                look_alikes = clip.distractors[:, i, :2] + clip.distractors[:, i, 2:] / 2
+                count += bool(((look_alikes >= lo) & (look_alikes < hi)).all(axis=1).any())
+        with_look_alike.append(count)
+    assert with_look_alike[1] > 1.2 * with_look_alike[0], with_look_alike
+    assert clips[0].distractors.shape[1:] == (40, 4)
+
+
+def test_reappear_crops_meet_the_target_where_it_was_last_seen():
+    from ckd.data.synthetic import synthetic_clip
+    from ckd.distill.data import _reappear_search
+    from ckd.track.tracker import clip_box
+
+    clip = synthetic_clip(2, 60, 320, 240)
+    valid = np.isfinite(clip.gt).all(axis=1)
+    back = {int(b) for b in np.flatnonzero(valid[1:] & ~valid[:-1]) + 1}
+    assert back  # every synthetic sequence hides its target at least once
+    spec = SampleSpec(64, 128, augment=Augment(reappear_prob=1.0, search_scale_jitter=0.0))
+    for i in range(20):
+        si, box = _reappear_search(clip, (240, 320), np.random.default_rng(i), spec)
+        start = max(b for b in back if b <= si)
+        assert valid[si] and si - start < 6  # one of the first frames after the target came back
+        held = clip_box(clip.gt[int(np.flatnonzero(valid[:start])[-1])], 240, 320)
+        np.testing.assert_allclose(box[2:], held[2:])  # the size the tracker held (no scale jitter here)
+        centre, held_centre = box[:2] + box[2:] / 2, held[:2] + held[2:] / 2
+        assert (np.abs(centre - held_centre) <= np.sqrt(np.prod(held[2:])) / 2 + 1e-9).all()
+    always = Clip("always", 5, lambda i: None, np.array([1.0, 1, 4, 4]), np.tile([1.0, 1, 4, 4], (5, 1)))
+    assert _reappear_search(always, (240, 320), np.random.default_rng(0), spec) is None
+    s = make_sample([clip], 3, 0, SampleSpec(64, 128, augment=Augment(reappear_prob=1.0)))
+    centre = s["box"][:2] + s["box"][2:] / 2
+    assert s["present"] == 1 and ((centre >= 0) & (centre < 1)).all()
+    # off (the default), samples are exactly those of a config without the option
+    plain, off = SampleSpec(64, 128), SampleSpec(64, 128, augment=Augment(reappear_prob=0.0))
+    for k in ("box", "search_rgb", "template_tir"):
+        np.testing.assert_array_equal(make_sample([clip], 4, 0, plain)[k], make_sample([clip], 4, 0, off)[k])

@@ -2,8 +2,11 @@
 
 Every ground-truth file is read with `read_boxes` (CRLF or LF, commas, tabs or spaces), converted from the files'
 1-based pixels to 0-based x, y, w, h; rows with w <= 0 or h <= 0 (all-zero rows mark an absent target) and frames
-without an annotation become NaN rows. Frames are listed in natural order (`v2.jpg` before `v10.jpg`); only paths
-are handled, never a shell, so names such as `leftgirl'swhitebag` are safe.
+without an annotation become NaN rows. Frames pair by the number in their file names (`v000012.jpg` with
+`i000012.jpg`, `00012v.jpg` with `00012i.jpg`), never by position: a frame missing on one sensor leaves a hole at
+its own number, counted and reported, instead of shifting every later frame. Only paths are handled, never a
+shell, so names such as `leftgirl'swhitebag` are safe. Thermal frames are read as stored (16-bit PNG/TIFF, 8-bit
+grey, grey JPEG with 3 channels) and recognised from the data when loaded (`ckd.data.clip`).
 
 LasHeR (1224 sequences; `trainingset` 979, `testingset` 245; official zips unpack to
     `TrainingSet/trainingset/<seq>` and `TestingSet/testingset/<seq>`):
@@ -31,18 +34,16 @@ VTUAV (500 UAV sequences, 1920x1080; splits `train_ST`, `train_LT`, `test_ST`, `
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ckd.data.boxes import corners_to_xywh, read_boxes, to_zero_based
-from ckd.data.sequence import Sequence
+from ckd.data.sequence import Sequence, number_frames
 from ckd.errors import CKDError
 
 BENCHMARKS = ("lasher", "rgbt234", "rgbt210", "gtot", "vtuav")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _log = logging.getLogger(__name__)
 
 
@@ -84,16 +85,6 @@ def _layout(benchmark: str) -> Layout:
     return LAYOUTS[key]
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-def list_frames(folder: Path) -> list[Path]:
-    """Image files in `folder`, natural order."""
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
-    return sorted(frames, key=_natural_key)
-
-
 def clean_boxes(boxes: np.ndarray) -> np.ndarray:
     """1-based file boxes -> 0-based, with NaN rows where w <= 0 or h <= 0 (absent target)."""
     out = to_zero_based(boxes)
@@ -128,10 +119,13 @@ def read_sequence(benchmark: str, seq_dir: Path) -> Sequence:
     for folder in (rgb_dir, tir_dir):
         if not folder.is_dir():
             raise CKDError(f"{seq_dir} is not a {benchmark} sequence: missing folder {folder.name}/")
-    rgb, tir = list_frames(rgb_dir), list_frames(tir_dir)
-    n = min(len(rgb), len(tir))
-    if n == 0:
-        raise CKDError(f"{seq_dir}: no frames in {layout.rgb_dir}/ and {layout.tir_dir}/")
+    rgb, tir = number_frames(rgb_dir), number_frames(tir_dir)
+    numbers = set(rgb) | set(tir)
+    if not numbers:
+        raise CKDError(f"{seq_dir}: no numbered frames in {layout.rgb_dir}/ and {layout.tir_dir}/")
+    first, last = min(numbers), max(numbers)
+    n = last - first + 1
+    rgb_frames, tir_frames = [rgb.get(first + k) for k in range(n)], [tir.get(first + k) for k in range(n)]
 
     gt_path = next((seq_dir / f for f in layout.gt_files if (seq_dir / f).is_file()), None)
     if gt_path is None:
@@ -142,11 +136,12 @@ def read_sequence(benchmark: str, seq_dir: Path) -> Sequence:
     if layout.gt_tir_file and (seq_dir / layout.gt_tir_file).is_file():
         gt_tir = _fit(read_ground_truth(seq_dir / layout.gt_tir_file, layout.corners, layout.every), n)
 
-    if len(rgb) != len(tir) or abs(len(gt) - n) >= layout.every:
-        _log.warning(
-            "%s: %d visible, %d infrared frames, %d gt rows; using %d", seq_dir, len(rgb), len(tir), len(gt), n
-        )
-    return Sequence(seq_dir.name, rgb[:n], tir[:n], _fit(gt, n), gt_tir)
+    holes = [f"{n - len(frames)} in {folder}/" for frames, folder in ((rgb, layout.rgb_dir), (tir, layout.tir_dir))]
+    holes = [h for h in holes if not h.startswith("0 ")]
+    if holes or abs(len(gt) - n) >= layout.every:
+        missing = f"frames missing: {' and '.join(holes)} (pairs go by frame number)" if holes else "no frame missing"
+        _log.warning("%s: frames %d..%d, %s; %d ground-truth rows", seq_dir, first, last, missing, len(gt))
+    return Sequence(seq_dir.name, rgb_frames, tir_frames, _fit(gt, n), gt_tir, first)
 
 
 def _split_dir(layout: Layout, root: Path, split: str) -> Path:

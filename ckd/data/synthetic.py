@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ckd.data.boxes import to_one_based, write_boxes
-from ckd.data.thermal import ThermalAGC
+from ckd.data.clip import Clip
+from ckd.data.thermal import thermal_to_8bit
 from ckd.errors import CKDError
 
 SPRITE = 64  # base sprite resolution; sprites are resized to the box every frame
@@ -378,10 +379,41 @@ def sequence_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1)[0])
 
 
+def synthetic_clip(
+    seed: int, frames: int, width: int = 320, height: int = 240, crossover: bool = False, name: str | None = None
+) -> Clip:
+    """One `SyntheticSequence` as a `Clip`: frames rendered on demand (thermal as 16-bit counts), `gt` NaN where
+    the target is hidden or out of view, initialised on the first frame's box; `distractors` holds the look-alikes'
+    boxes (K x N x 4) for the training sampler."""
+    seq = SyntheticSequence(seed, frames, width, height, crossover=crossover)
+
+    def read(i: int) -> tuple[np.ndarray, np.ndarray]:
+        f = seq.frame(i)
+        return f.rgb, f.thermal16
+
+    gt = np.where(seq.visible[:, None], seq.boxes, np.nan)
+    clip = Clip(name or f"synthetic-{seed}", frames, read, seq.boxes[0], gt)
+    clip.distractors = np.stack([d.boxes for d in seq.distractors])  # K x N x 4, for hard training crops
+    return clip
+
+
+def synthetic_clips(
+    count: int, frames: int, seed: int, width: int = 320, height: int = 240, crossover: bool = True
+) -> list[Clip]:
+    """Sequences 0..count-1 of the synthetic dataset `seed` (as `write_dataset` makes them; with `crossover`,
+    odd-numbered sequences have thermal crossover)."""
+    return [
+        synthetic_clip(
+            sequence_seed(seed, k), frames, width, height, crossover and bool(k % 2), f"synthetic-{seed}-{k}"
+        )
+        for k in range(count)
+    ]
+
+
 def write_sequence(seq: SyntheticSequence, dest: Path, quality: int = 92, progress=None) -> None:
     """Write one sequence in the LasHeR layout into the new folder `dest` (built aside, then renamed into place).
 
-    visible/v000000.jpg…, infrared/i000000.jpg… (thermal = ThermalAGC() over the frames in order), and
+    visible/v000000.jpg…, infrared/i000000.jpg… (8-bit grey thermal by `thermal_to_8bit`, the kit's one mapping), and
     init.txt, visible.txt, infrared.txt: 1-based x,y,w,h, comma separated, all-zero rows where the target is
     fully occluded or out of view (the LasHeR convention for an absent target).
     """
@@ -390,13 +422,12 @@ def write_sequence(seq: SyntheticSequence, dest: Path, quality: int = 92, progre
     try:
         (tmp / "visible").mkdir()
         (tmp / "infrared").mkdir()
-        agc = ThermalAGC()
         params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
         gt = np.zeros((len(seq), 4))
         for i in range(len(seq)):
             f = seq.frame(i)
             ok_v = cv2.imwrite(str(tmp / "visible" / f"v{i:06d}.jpg"), cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR), params)
-            ok_i = cv2.imwrite(str(tmp / "infrared" / f"i{i:06d}.jpg"), agc(f.thermal16), params)
+            ok_i = cv2.imwrite(str(tmp / "infrared" / f"i{i:06d}.jpg"), thermal_to_8bit(f.thermal16), params)
             if not (ok_v and ok_i):
                 raise CKDError(f"cannot write JPEG frames into {tmp}")
             if f.visible:

@@ -1,17 +1,14 @@
-"""Thermal automatic gain control (AGC): raw 16-bit radiometric counts -> 8-bit image.
+"""The one thermal mapping, from any stored thermal frame to the 8-bit image the network sees.
 
-The kit uses ONE mapping everywhere, for the training/calibration JPEGs written by `ckd synth` and for the live
-pipeline, so the network sees the same contrast at run time as in training:
+Training, calibration, benchmarks, `ckd synth`, evaluation and the run-time loop all call `thermal_to_8bit`, so the
+network sees the same pixels for the same input everywhere. What a frame is comes from the data (`thermal_kind`):
 
-1. Percentiles: `low_pct` and `high_pct` (default 1st and 99th) of a fixed subsampled grid (every 4th pixel in
-   each direction, starting at (2, 2); about 20 k samples at 640x512), found with `np.partition` (exact order
-   statistics of the sample, nearest rank, no interpolation).
-2. Temporal smoothing: an exponential moving average on the two limits, `lo = s * lo_prev + (1 - s) * lo_new`
-   (same for `hi`) with `s = smoothing` (default 0.9); the first frame after `reset()` uses its own percentiles.
-3. Linear stretch (`agc`): `round((v - lo) * 255 / (hi - lo))` clipped to 0..255, with `hi` forced to at least
-   `lo + 1`. Implemented as a 65536-entry lookup table, so a 640x512 frame takes well under 1 ms.
-
-A sequence is mapped in frame order starting from a fresh (or reset) `ThermalAGC()` with default arguments.
+- 16-bit radiometric counts: per-frame percentiles, `low_pct`/`high_pct` = 1st and 99th of a fixed subsampled
+  grid (every 4th pixel in each direction from (2, 2); about 20 k samples at 640x512), found with `np.partition`
+  (exact order statistics, nearest rank), then the linear stretch `agc`: `round((v - lo) * 255 / (hi - lo))`
+  clipped to 0..255, with `hi` at least `lo + 1`, as a 65536-entry lookup table (well under 1 ms at 640x512).
+  Stateless: a frame maps the same whether read in order, at random or alone.
+- 8-bit grey: as is. 8-bit grey saved as 3 channels (VTUAV, LLVIP JPEGs): channel 0. False colour: luminance.
 """
 
 from __future__ import annotations
@@ -51,42 +48,6 @@ def percentiles(frame16: np.ndarray, low_pct: float, high_pct: float) -> tuple[f
     part = np.partition(sample, [k_lo, k_hi])
     return float(part[k_lo]), float(part[k_hi])
 
-
-class ThermalAGC:
-    """Percentile stretch (default 1st..99th) with an EMA on the limits; call once per frame, in order."""
-
-    def __init__(self, low_pct: float = 1.0, high_pct: float = 99.0, smoothing: float = 0.9):
-        if not 0.0 <= low_pct < high_pct <= 100.0:
-            raise ValueError(f"need 0 <= low_pct < high_pct <= 100, got {low_pct}, {high_pct}")
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.low_pct = low_pct
-        self.high_pct = high_pct
-        self.smoothing = smoothing
-        self.lo: float | None = None
-        self.hi: float | None = None
-
-    def reset(self) -> None:
-        """Forget the smoothed limits (start of a new sequence or a camera restart)."""
-        self.lo = self.hi = None
-
-    def update(self, frame16: np.ndarray) -> tuple[float, float]:
-        """Fold this frame's percentiles into the smoothed limits and return them."""
-        lo, hi = percentiles(frame16, self.low_pct, self.high_pct)
-        if self.lo is None or self.hi is None:
-            self.lo, self.hi = lo, hi
-        else:
-            s = self.smoothing
-            self.lo = s * self.lo + (1.0 - s) * lo
-            self.hi = s * self.hi + (1.0 - s) * hi
-        return self.lo, self.hi
-
-    def __call__(self, frame16: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        lo, hi = self.update(frame16)
-        return agc(frame16, lo, hi, out=out)
-
-
-# -- the one mapping from a stored thermal frame to what the network sees -------------------------------------
 
 GRAY16, GRAY8, GRAY8_AS_RGB, FALSE_COLOUR = "gray16", "gray8", "gray8-as-3-channel", "false-colour"
 _KIND_TEXT = {

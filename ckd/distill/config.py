@@ -23,6 +23,9 @@ class Augment:
     grayscale_prob: float = 0.05
     flip_prob: float = 0.5
     brightness: float = 0.2
+    negative_prob: float = 0.0  # share of target-absent search crops (not in the official recipe)
+    distractor_prob: float = 0.0  # share of search crops drawn around a known look-alike (synthetic clips)
+    reappear_prob: float = 0.0  # share of positives just after an absence, cut where the target was last seen
 
 
 @dataclass(frozen=True)

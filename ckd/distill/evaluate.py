@@ -1,10 +1,17 @@
 """Held-out check of a student: track synthetic sequences and score them against a box that never moves.
 
-Frames come straight from the generator (thermal through `ThermalAGC()` in frame order, as `ckd synth` writes
-them), the tracker is the real one over the torch backend, and scores follow the LasHeR protocol (success AUC =
-mean over 21 IoU thresholds, precision at 20 px) with absent-target frames as all-zero truth rows, as in LasHeR.
+Frames come straight from the generator as `Clip`s (thermal through `thermal_to_8bit`, the mapping training and
+run time use), the tracker is the real one over the torch backend, and scores follow the LasHeR protocol (success
+AUC = mean over 21 IoU thresholds, precision at 20 px) with absent-target frames as all-zero truth rows, as in
+LasHeR.
 
     python -m ckd.distill.evaluate [--checkpoint FILE] [--seed 7] [--sequences 8] [--frames 100]
+
+Real image pairs have no ground truth, so `--pairs DIR` measures re-location instead: initialise on a centred box,
+move the tracker's estimate by `--shift` box sizes (left, right, up, down) and track the same pair once more; the
+IoU of the result with the initial box is scored against the moved box itself (a tracker that does not move).
+
+    python -m ckd.distill.evaluate --pairs ../shared/data/llvip_pairs [--shift 0.5]
 """
 
 from __future__ import annotations
@@ -22,8 +29,7 @@ def track_synthetic(model, seed: int, sequences: int, frames: int, width: int, h
     """Scores of `model` and of the static baseline on `sequences` held-out synthetic sequences."""
     from tqdm import tqdm
 
-    from ckd.data.synthetic import SyntheticSequence, sequence_seed
-    from ckd.data.thermal import ThermalAGC
+    from ckd.data.synthetic import synthetic_clips
     from ckd.eval.protocols import SequenceGT, get_protocol
     from ckd.track.torch_backend import TorchBackend
     from ckd.track.tracker import Tracker
@@ -32,25 +38,50 @@ def track_synthetic(model, seed: int, sequences: int, frames: int, width: int, h
     tracker = Tracker(TorchBackend(model))
     counts = {"student": [], "static": []}
     bar = tqdm(total=sequences * frames, unit="frame", desc="evaluate")
-    for j in range(sequences):
-        seq = SyntheticSequence(sequence_seed(seed, j), frames, width, height, crossover=bool(j % 2))
-        agc = ThermalAGC()
-        gt = np.where(seq.visible[:, None], seq.boxes, 0.0)
+    for j, clip in enumerate(synthetic_clips(sequences, frames, seed, width, height)):
+        gt = np.nan_to_num(clip.gt, nan=0.0)
         result = np.empty((frames, 4))
-        for i in range(frames):
-            f = seq.frame(i)
-            tir = agc(f.thermal16)
-            if i == 0:
-                tracker.init(f.rgb, tir, f.box)
-                result[0] = f.box
-            else:
-                result[i], _ = tracker.update(f.rgb, tir, keep_ratio=keep_ratio)
+        tracker.init(*clip.load(0), clip.init_box)
+        result[0] = clip.init_box
+        bar.update(1)
+        for i in range(1, frames):
+            result[i], _ = tracker.update(*clip.load(i), keep_ratio=keep_ratio)
             bar.update(1)
         truth = SequenceGT(f"synth_{j:03d}", (gt, gt))
         counts["student"].append(protocol.count(truth, result))
         counts["static"].append(protocol.count(truth, np.repeat(gt[:1], frames, axis=0)))
     bar.close()
     return {k: {n: round(v, 4) for n, v in protocol.aggregate(c).values.items()} for k, c in counts.items()}
+
+
+def relocate_pairs(model, root, shift: float = 0.5, keep_ratio=None) -> dict:
+    """Mean IoU with the initial box after one update from an estimate moved by `shift` box sizes (4 directions
+    per pair), for the student and for the moved box; plus the share of updates that end at IoU >= 0.5."""
+    from ckd.data.pairs import pair_clips
+    from ckd.eval.metrics import overlap
+    from ckd.track.torch_backend import TorchBackend
+    from ckd.track.tracker import Tracker
+
+    tracker = Tracker(TorchBackend(model))
+    student, moved = [], []
+    clips = pair_clips(root)
+    for clip in clips:
+        frame = clip.load(0)
+        box = clip.init_box
+        tracker.init(*frame, box)
+        for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            start = box + np.array([dx * shift * box[2], dy * shift * box[3], 0.0, 0.0])
+            tracker.state = start
+            student.append(overlap(tracker.update(*frame, keep_ratio=keep_ratio)[0][None], box[None])[0])
+            moved.append(overlap(start[None], box[None])[0])
+    return {
+        "pairs": len(clips),
+        "shift": shift,
+        **{
+            name: {"mean_iou": round(float(np.mean(v)), 4), "iou>=0.5": round(float(np.mean(np.array(v) >= 0.5)), 4)}
+            for name, v in (("student", student), ("moved box", moved))
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--keep-ratio", type=float, default=None, help="CE keep ratio (default: the model's)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pairs", default=None, metavar="DIR", help="score re-location on image pairs instead")
+    p.add_argument("--shift", type=float, default=0.5, help="--pairs: estimate moved by this many box sizes")
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     import torch
 
@@ -71,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model = load_model(args.checkpoint)
-        scores = track_synthetic(
-            model, args.seed, args.sequences, args.frames, args.width, args.height, args.keep_ratio
-        )
+        if args.pairs:
+            scores = relocate_pairs(model, args.pairs, args.shift, args.keep_ratio)
+        else:
+            scores = track_synthetic(
+                model, args.seed, args.sequences, args.frames, args.width, args.height, args.keep_ratio
+            )
     except CKDError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

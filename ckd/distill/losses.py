@@ -102,17 +102,42 @@ def tracking_loss(
     w_giou: float = 2.0,
     w_l1: float = 5.0,
     w_focal: float = 1.0,
+    present: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """OSTrack `compute_losses` for one head: gt_box (B, 4) x,y,w,h normalised to the search crop."""
+    """OSTrack `compute_losses` for one head: gt_box (B, 4) x,y,w,h normalised to the search crop.
+
+    `present` (B,) bool marks samples that show the target. The others (negatives: their heatmap is all zero, their
+    box the estimate the crop was cut around) enter the focal loss and `keep_loss`, weighted as L1."""
     pred = cxcywh_to_xyxy(out["pred_boxes"].reshape(-1, 4))
     gt = xywh_to_xyxy(gt_box).clamp(0.0, 1.0)
-    giou, iou = giou_loss(pred, gt)
+    keep = gt_box.new_zeros(())
+    if present is not None:
+        if not present.all():
+            keep = keep_loss(out["size_map"][~present], out["offset_map"][~present], gt_box[~present])
+        pred, gt = pred[present], gt[present]
+    if len(gt):
+        giou, iou = giou_loss(pred, gt)
+        l1 = F.l1_loss(pred, gt)
+    else:
+        giou = iou = l1 = gt.new_zeros(())
     if torch.isnan(giou):
         giou = giou.new_zeros(())
-    l1 = F.l1_loss(pred, gt)
     focal = focal_loss(out["score_map"], heatmap)
-    total = w_giou * giou + w_l1 * l1 + w_focal * focal
-    return {"total": total, "giou": giou, "l1": l1, "focal": focal, "iou": iou.detach().mean()}
+    total = w_giou * giou + w_l1 * (l1 + keep) + w_focal * focal
+    return {"total": total, "giou": giou, "l1": l1, "focal": focal, "keep": keep, "iou": iou.detach().mean()}
+
+
+def keep_loss(size_map: Tensor, offset_map: Tensor, box: Tensor) -> Tensor:
+    """Negatives: every cell regresses the estimate the crop was cut around (`box`, x,y,w,h in crop units): mean L1
+    of all offsets (to the kept centre, from each cell) and sizes. Whichever cell the tracker then picks when the
+    target has gone, its box is the one it had: it holds instead of drifting, shrinking or growing."""
+    f = size_map.shape[-1]
+    cells = torch.arange(f, device=box.device, dtype=box.dtype)
+    centre = (box[:, :2] + box[:, 2:] / 2) * f  # (n, 2) in cells
+    want_x = (centre[:, 0, None, None] - cells[None, None, :]).expand(-1, f, -1)
+    want_y = (centre[:, 1, None, None] - cells[None, :, None]).expand(-1, -1, f)
+    want_size = box[:, 2:, None, None].expand_as(size_map)
+    return F.l1_loss(size_map, want_size) + F.l1_loss(offset_map, torch.stack([want_x, want_y], dim=1))
 
 
 def style_loss(x: Tensor, y: Tensor, variant: str = "channel") -> Tensor:

@@ -96,8 +96,10 @@ class DistillModel(nn.Module):
                 m.eval()
         self.freeze_teachers = freeze_teachers
 
-    def _track(self, out: dict[str, Tensor], box: Tensor, heatmap: Tensor, prefix: str) -> dict[str, Tensor]:
-        parts = tracking_loss(out, box, heatmap, self.w["giou"], self.w["l1"], self.w["focal"])
+    def _track(
+        self, out: dict[str, Tensor], box: Tensor, heatmap: Tensor, prefix: str, present: Tensor | None
+    ) -> dict[str, Tensor]:
+        parts = tracking_loss(out, box, heatmap, self.w["giou"], self.w["l1"], self.w["focal"], present)
         return {f"{prefix}/{k}": v for k, v in parts.items()}
 
     def _project(self, feats: list[Tensor], proj: nn.ModuleList | None) -> list[Tensor]:
@@ -109,6 +111,9 @@ class DistillModel(nn.Module):
         """Loss terms of the current stage (`set_stage` first); the sum to minimise is `total`."""
         box = batch["box"]
         heatmap = gaussian_heatmap(box, self.student_cfg.feat_size)
+        present = batch["present"] > 0 if "present" in batch else None
+        if present is not None:
+            heatmap = heatmap * present.to(heatmap.dtype)[:, None, None, None]
         losses: dict[str, Tensor] = {}
         total = box.new_zeros(())
         if self.stage in ("teacher", "ckd"):
@@ -117,8 +122,8 @@ class DistillModel(nn.Module):
                 mask_t = search_mask if self.stage == "teacher" else None
                 out_v = self.teacher_rgb(batch["template_rgb"], batch["search_rgb"], mask_t, self.stage == "ckd")
                 out_i = self.teacher_tir(batch["template_tir"], batch["search_tir"], mask_t, self.stage == "ckd")
-            losses.update(self._track(out_v, box, heatmap, "teacher_rgb"))
-            losses.update(self._track(out_i, box, heatmap, "teacher_tir"))
+            losses.update(self._track(out_v, box, heatmap, "teacher_rgb", present))
+            losses.update(self._track(out_i, box, heatmap, "teacher_tir", present))
             if grad:
                 total = total + self.w["teacher"] * (losses["teacher_rgb/total"] + losses["teacher_tir/total"])
         if self.stage in ("ckd", "mce"):
@@ -131,7 +136,7 @@ class DistillModel(nn.Module):
                 search_mask=search_mask if self.stage == "ckd" else None,
                 return_features=self.stage == "ckd",
             )
-            losses.update(self._track(out, box, heatmap, "fused"))
+            losses.update(self._track(out, box, heatmap, "fused", present))
             total = total + losses["fused/total"]
         if self.stage == "ckd":
             fr, ft = out["features_rgb"], out["features_tir"]

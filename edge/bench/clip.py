@@ -1,43 +1,21 @@
-"""The frames a benchmark runs on, loaded into memory first so file reading is never timed."""
+"""The frames a benchmark runs on: a `ckd.data.clip.Clip` loaded into memory first, so file reading and the
+thermal mapping are never timed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from ckd.data.clip import Clip
 from ckd.errors import CKDError
 
 
-@dataclass
-class Clip:
-    """Frame pairs (HxWx3 uint8 RGB, thermal as HxWx3 or HxW uint8) and 0-based x,y,w,h ground truth (NaN = absent)."""
-
-    name: str
-    rgb: list[np.ndarray]
-    tir: list[np.ndarray]
-    gt: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.rgb)
-
-
 def synthetic_clip(frames: int, seed: int = 0, width: int = 640, height: int = 480) -> Clip:
-    """A seeded procedural sequence (`ckd.data.synthetic`), thermal through the kit's AGC, hidden frames NaN."""
-    from ckd.data.synthetic import SyntheticSequence
-    from ckd.data.thermal import ThermalAGC
+    """A seeded procedural sequence (`ckd.data.synthetic`) in memory, hidden frames NaN in `gt`."""
+    from ckd.data.synthetic import synthetic_clip as generate
 
     if frames < 2:
         raise CKDError(f"--frames must be at least 2 (one to initialise, one to track), got {frames}")
-    seq, agc = SyntheticSequence(seed, frames=frames, width=width, height=height), ThermalAGC()
-    rgb, tir, gt = [], [], np.full((frames, 4), np.nan)
-    for i in range(frames):
-        f = seq.frame(i)
-        rgb.append(f.rgb)
-        tir.append(agc(f.thermal16))
-        if f.visible:
-            gt[i] = f.box
-    return Clip(f"synthetic-{seed}", rgb, tir, gt)
+    return generate(seed, frames, width, height).in_memory()
 
 
 def dataset_clip(spec: str, frames: int, sequence: str | None = None) -> Clip:
@@ -45,13 +23,9 @@ def dataset_clip(spec: str, frames: int, sequence: str | None = None) -> Clip:
     bench, sep, root = spec.partition(":")
     if not sep or not root:
         raise CKDError(f"--eval {spec!r}: expected BENCHMARK:ROOT, e.g. lasher:/data/LasHeR/testingset")
-    try:
-        from ckd.data.readers import open_dataset
-    except ImportError:
-        raise CKDError("--eval needs the dataset readers (ckd.data.readers), which this checkout lacks") from None
+    from ckd.data.readers import open_dataset
+
     sequences = open_dataset(bench, root)
-    if not sequences:
-        raise CKDError(f"{root}: no sequences found for {bench}")
     if sequence is not None:
         found = [s for s in sequences if s.name == sequence]
         if not found:
@@ -59,12 +33,9 @@ def dataset_clip(spec: str, frames: int, sequence: str | None = None) -> Clip:
         seq = found[0]
     else:
         seq = sequences[0]
-    n = min(frames, len(seq))
-    pairs = [seq.load(i) for i in range(n)]
-    gt = np.asarray(seq.gt[:n], dtype=np.float64)
-    if not np.isfinite(gt[0]).all():
+    if not np.isfinite(seq.gt[0]).all():
         raise CKDError(f"{seq.name}: the first frame has no ground-truth box to initialise from")
-    return Clip(f"{bench}/{seq.name}", [p[0] for p in pairs], [p[1] for p in pairs], gt)
+    return seq.in_memory(frames, name=f"{bench}/{seq.name}")
 
 
 def accuracy(boxes: np.ndarray, gt: np.ndarray) -> dict[str, float]:

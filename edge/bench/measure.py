@@ -58,19 +58,19 @@ def track_clip(backend: Backend, clip: Clip, keep_ratio: float | None, warmup: i
     """
     scope = "configuration" if reset_peak_rss() else "process"
     tracker = Tracker(backend)
-    init_box = clip.gt[0]
+    init_box = clip.init_box
     for i in range(warmup):
         if i == 0:
-            tracker.init(clip.rgb[0], clip.tir[0], init_box)
-        j = 1 + i % (len(clip) - 1)
-        tracker.update(clip.rgb[j], clip.tir[j], keep_ratio=keep_ratio)
+            tracker.init(*clip.load(0), init_box)
+        tracker.update(*clip.load(1 + i % (len(clip) - 1)), keep_ratio=keep_ratio)
     run = Run(peak_rss_scope=scope)
     boxes = np.empty((len(clip), 4))
     boxes[0] = init_box
-    tracker.init(clip.rgb[0], clip.tir[0], init_box)
+    tracker.init(*clip.load(0), init_box)
     for i in range(1, len(clip)):
+        rgb, tir = clip.load(i)
         t0 = time.perf_counter()
-        box, _ = tracker.update(clip.rgb[i], clip.tir[i], keep_ratio=keep_ratio)
+        box, _ = tracker.update(rgb, tir, keep_ratio=keep_ratio)
         total = (time.perf_counter() - t0) * 1e3
         boxes[i] = box
         for s in ("preprocess", "model", "decode"):

@@ -43,8 +43,8 @@ def track_nanotrack(folder: str | Path, clip: Clip, warmup: int = 3, threads: in
         raise FileNotFoundError(f"{folder}: needs {BACKBONE} and {NECKHEAD}")
     if threads:
         cv2.setNumThreads(int(threads))
-    bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in clip.rgb]
-    init_box = tuple(int(round(v)) for v in clip.gt[0])
+    bgr = [cv2.cvtColor(clip.load(i)[0], cv2.COLOR_RGB2BGR) for i in range(len(clip))]
+    init_box = tuple(int(round(v)) for v in clip.init_box)
     scope = "configuration" if reset_peak_rss() else "process"
     tracker = _create(*files)
     tracker.init(bgr[0], init_box)
@@ -54,7 +54,7 @@ def track_nanotrack(folder: str | Path, clip: Clip, warmup: int = 3, threads: in
     tracker.init(bgr[0], init_box)
     run = Run(times={"total": []}, peak_rss_scope=scope)
     boxes = np.empty((len(clip), 4))
-    boxes[0] = clip.gt[0]
+    boxes[0] = clip.init_box
     for i in range(1, len(clip)):
         t0 = time.perf_counter()
         ok, box = tracker.update(bgr[i])

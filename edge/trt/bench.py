@@ -97,8 +97,7 @@ def bench_tensorrt(
     """Track a synthetic clip with the engines `ckd build` selected; one row per rung (needs a GPU)."""
     from tqdm import tqdm
 
-    from ckd.data.synthetic import SyntheticSequence
-    from ckd.data.thermal import ThermalAGC
+    from ckd.data.synthetic import synthetic_clip
     from ckd.track.tracker import Tracker
     from edge import devices
     from edge.backends.tensorrt import TensorRTBackend
@@ -107,23 +106,19 @@ def bench_tensorrt(
 
     device = devices.detect()
     backend = TensorRTBackend.from_export(export_dir, device, cache_dir, cuda_graphs=cuda_graphs)
-    seq = SyntheticSequence(seed, frames=frames + warmup + 1)
-    agc = ThermalAGC()
-    clip = []
-    for i in range(len(seq)):
-        f = seq.frame(i)
-        clip.append((f.rgb, np.repeat(agc(f.thermal16)[..., None], 3, axis=2), f.box))
+    synth = synthetic_clip(seed, frames + warmup + 1, 640, 480)
+    clip = [synth.load(i) for i in range(len(synth))]  # in memory; thermal by the kit's one mapping
     state = power_state()
     rows = []
     try:
         for ratio in tqdm(keep_ratios or backend.keep_ratios, desc="rungs", unit="rung"):
             tracker = Tracker(backend)
-            tracker.init(clip[0][0], clip[0][1], clip[0][2])
-            for rgb, tir, _ in clip[1 : warmup + 1]:
+            tracker.init(*clip[0], synth.init_box)
+            for rgb, tir in clip[1 : warmup + 1]:
                 tracker.update(rgb, tir, keep_ratio=ratio)
             e2e, gpu = [], []
             with TegraStats() as stats:
-                for rgb, tir, _ in clip[warmup + 1 :]:
+                for rgb, tir in clip[warmup + 1 :]:
                     t0 = time.perf_counter()
                     tracker.update(rgb, tir, keep_ratio=ratio)
                     e2e.append((time.perf_counter() - t0) * 1000.0)
