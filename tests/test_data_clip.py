@@ -12,7 +12,6 @@ import ckd.data.clip as clip_module
 from calibration.sampler import Tap, sample_crops
 from ckd.data.clip import Clip
 from ckd.data.synthetic import SyntheticSequence, synthetic_clip
-from ckd.data.thermal import thermal_to_8bit
 from ckd.distill.config import Augment
 from ckd.distill.data import SampleSpec, make_sample
 from ckd.model.config import preset
@@ -32,14 +31,33 @@ def backend():
     return TorchBackend(CKDNet(preset("nano")).eval(), threads=1)
 
 
+def _gst_sample(role: str, image: np.ndarray, fmt: str):
+    """The frame as the run-time loop receives it: a real GStreamer sample around the sensor's bytes."""
+    from pipelines.source import Sample, gst
+
+    Gst, _, _ = gst()
+    h, w = image.shape[:2]
+    caps = Gst.Caps.from_string(f"video/x-raw,format={fmt},width={w},height={h}")
+    sample = Gst.Sample.new(Gst.Buffer.new_wrapped(np.ascontiguousarray(image).tobytes()), caps, None, None)
+    return Sample(role, 0, 0.0, 0.0, sample, w, h, fmt, image.strides[0])
+
+
 def runtime_inputs(backend, rgb: np.ndarray, thermal: np.ndarray, box: np.ndarray) -> dict[str, np.ndarray]:
-    """What the network is fed at run time for this frame pair: the loop's frame preparation (`thermal_to_8bit`
-    of the sensor frame), then the tracker's template crop at init and its search crop on the next frame."""
+    """What the network is fed at run time for this frame pair: the loop's own frame preparation
+    (`pipelines.prep.FramePrep`: GStreamer buffers mapped, 16-bit thermal to 8 bits, registration), then the
+    tracker's template crop at init and its search crop on the next frame."""
+    from pipelines.feed import Job
+    from pipelines.prep import FramePrep
+
     seen: dict[str, np.ndarray] = {}
     tracker = Tracker(Tap(backend, lambda inputs, _out: seen.update({k: inputs[k].copy() for k in INPUT_NAMES})))
-    tir = thermal_to_8bit(thermal)
-    tracker.init(rgb, tir, box)
-    tracker.update(rgb, tir)
+    job = Job(0, rgb=_gst_sample("rgb", rgb, "RGB"), tir=_gst_sample("tir", thermal, "GRAY16_LE"))
+    prep = FramePrep(None, log=lambda _line: None)
+    with prep.frame(job) as frame:
+        tracker.init(frame.rgb, frame.tir8, box)
+    with prep.frame(job) as frame:
+        tracker.update(frame.rgb, frame.tir8)
+    assert prep.kind == "gray16"
     return seen
 
 
