@@ -4,8 +4,8 @@ A frame's index is the number in its file name (`v000017.jpg` -> 17), never its 
 missing, empty or corrupt frame costs that frame only: the sensor's other frames keep their numbers and still
 pair with the other sensor's frames of the same number. Frames are read as stored, by the dataset readers'
 `ckd.data.sequence.read_frame` (RGB as RGB; thermal unchanged: 16-bit PNG/TIFF stay 16-bit, grey stays grey,
-3-channel grey stays 3 channels), so the run-time loop recognises what the thermal frames are from the data. The first readable frame fixes the clip's
-format and size; a later frame that differs is refused like a corrupt one.
+3-channel grey stays 3 channels), so the run-time loop recognises what the thermal frames are from the data. The
+first readable frame fixes the clip's format and size; a later frame that differs is refused like a corrupt one.
 
 `init_box()` is the first ground-truth box when the folder sits in a benchmark sequence (`<seq>/visible/` with
 `<seq>/init.txt` (LasHeR), `<seq>/rgb/` with `<seq>/rgb.txt` (VTUAV), ...), so such a clip needs no `--init`.
