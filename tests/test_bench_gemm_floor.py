@@ -8,6 +8,7 @@ import pytest
 from ckd.model.config import preset
 from edge.bench.gemm_floor import Gemm, _bound, _session, gemm_shapes, policy_floor
 from edge.bench.roofline import count_macs
+from quantize.cpu_target import host_format
 
 
 @pytest.mark.parametrize("name", ["base", "small", "tiny", "nano"])
@@ -38,7 +39,8 @@ def test_probes_compute_their_products():
     sess, feeds = _session(g, threads=1)
     run, y = _bound(sess, feeds, g)
     run()
-    weights = rng.integers(-127, 128, (8, 6), dtype=np.int8)  # same seed and order as the probe
+    w = host_format().weight_max  # the probe draws weights in this CPU's INT8 format (7-bit without VNNI)
+    weights = rng.integers(-w, w + 1, (8, 6), dtype=np.int8)  # same seed and order as the probe
     scales = rng.uniform(0.001, 0.01, 6).astype(np.float32)
     bias = rng.integers(-1000, 1000, 6, dtype=np.int32)
     acc = (feeds["A"].astype(np.int32) - 128) @ weights.astype(np.int32) + bias

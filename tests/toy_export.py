@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from ckd.model.config import preset
 from ckd.track.backend import input_shapes, output_shapes
 from edge.manifest import MANIFEST_NAME, Manifest, Rung, rung_filename
+from quantize.cpu_target import FORMAT_FOR_TARGET, host_target
 
 
 def toy_graph(keep_ratio: float, template: int = 64, search: int = 128, patch: int = 16) -> onnx.ModelProto:
@@ -40,7 +41,8 @@ def toy_graph(keep_ratio: float, template: int = 64, search: int = 128, patch: i
 
 
 def toy_export(directory: Path, ratios=(1.0, 0.7), int8: bool = False) -> Manifest:
-    """Write toy fp32 rungs (and, with `int8`, stand-in int8 rungs) plus manifest.json into `directory`."""
+    """Write toy fp32 rungs (and, with `int8`, stand-in int8 rungs recorded in this CPU's INT8 format, as
+    `ckd quantize --cpu-target auto` records them) plus manifest.json into `directory`."""
     cfg = preset("nano")
     directory.mkdir(parents=True, exist_ok=True)
     rungs = []
@@ -56,6 +58,7 @@ def toy_export(directory: Path, ratios=(1.0, 0.7), int8: bool = False) -> Manife
         inputs={k: list(v) for k, v in input_shapes(cfg.template_size, cfg.search_size).items()},
         outputs={k: list(v) for k, v in output_shapes(cfg.feat_size).items()},
         rungs=rungs,
+        calibration={"cpu_target": host_target(), "int8_format": FORMAT_FOR_TARGET[host_target()]} if int8 else None,
     )
     manifest.save(directory)
     return manifest
