@@ -1,7 +1,8 @@
 """Test doubles for what cannot run here: cuda-python's runtime (a counting fake of the calls the kit makes, for
 resource lifetimes) and a tiny `tensorrt` shaped like 8.6's API, used ONLY to import and run the device entry
-points without torch/onnx/onnxruntime. The fake engine cannot compute the network: its outputs are a fixed
-peak, so no accuracy is ever concluded from it."""
+points without torch/onnx/onnxruntime, and to drive the builder and backend logic (DLA core, failed builds under
+`best`, the calibration-cache route). The fake engine cannot compute the network: its outputs are a fixed peak
+(`fake_outputs`), so no accuracy is ever concluded from it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 import sys
 import types
 from collections import Counter
+
+import numpy as np
 
 
 class FakeCudart:
@@ -132,12 +135,34 @@ def install_cudart(monkeypatch=None) -> FakeCudart:
     return rt
 
 
+OUTPUTS = ("score_map", "size_map", "offset_map", "pred_boxes")
+
+
+def fake_outputs(shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """What every fake engine writes: 0.25 everywhere, a 0.9 score peak in the middle, offsets 0.5."""
+    out = {}
+    for name in OUTPUTS:
+        shape = tuple(shapes[name])
+        arr = np.full(shape, 0.5 if name == "offset_map" else 0.25, np.float32)
+        if name == "score_map":
+            arr[..., shape[-2] // 2, shape[-1] // 2] = 0.9
+        out[name] = arr
+    return out
+
+
 def make_tensorrt(shapes: dict[str, list[int]], version: str = "8.6.2") -> types.ModuleType:
-    """A module shaped like `tensorrt` 8.6 whose engines have the CKD tensors `shapes` and write a fixed peak."""
+    """A module shaped like `tensorrt` 8.6 whose engines have the CKD tensors `shapes` and write `fake_outputs`.
+
+    Engines are JSON: the I/O shapes, the builder flags, the config's DLA core and the calibration table TensorRT
+    read from the config's INT8 calibrator (and how many batches it asked for). Deserialized engines record the
+    runtime's `DLA_core` at that moment. `trt.fail_build(onnx_bytes, flags)`, when set, decides per build: True
+    makes `build_serialized_network` return None (TensorRT's failed build); it may also raise, as TensorRT does.
+    """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.float32, trt.float16 = "float32", "float16"
-    outputs = ("score_map", "size_map", "offset_map", "pred_boxes")
+    trt.fail_build = None  # (onnx bytes, flag names) -> bool, or None: every build succeeds
+    outputs = OUTPUTS
 
     class Logger:
         WARNING = 2
@@ -175,17 +200,10 @@ def make_tensorrt(shapes: dict[str, list[int]], version: str = "8.6.2") -> types
             self.addr[name] = ptr
 
         def execute_async_v3(self, stream):
-            import numpy as np
-
-            for name in outputs:
-                shape = self.engine.io[name]
-                n = int(np.prod(shape))
-                arr = np.frombuffer((ctypes.c_float * n).from_address(self.addr[name]), np.float32).reshape(shape)
-                arr[...] = 0.25
-                if name == "score_map":
-                    arr[..., shape[-2] // 2, shape[-1] // 2] = 0.9
-                if name == "offset_map":
-                    arr[...] = 0.5
+            for name, value in fake_outputs(self.engine.io).items():
+                n = value.size
+                arr = np.frombuffer((ctypes.c_float * n).from_address(self.addr[name]), np.float32)
+                arr[...] = value.reshape(-1)
             return True
 
     class Runtime:
@@ -194,9 +212,11 @@ def make_tensorrt(shapes: dict[str, list[int]], version: str = "8.6.2") -> types
 
         def deserialize_cuda_engine(self, blob):
             try:
-                return ICudaEngine(json.loads(bytes(blob))["io"])
+                engine = ICudaEngine(json.loads(bytes(blob))["io"])
             except ValueError:
                 return None
+            engine.dla_core = self.DLA_core  # the core TensorRT places a DLA engine on: the runtime's, now
+            return engine
 
     class Layer:
         def __init__(self, name):
@@ -210,7 +230,7 @@ def make_tensorrt(shapes: dict[str, list[int]], version: str = "8.6.2") -> types
 
     class Network:
         def __init__(self):
-            self.layers = []
+            self.layers, self.onnx = [], b""
 
         @property
         def num_layers(self):
@@ -226,6 +246,7 @@ def make_tensorrt(shapes: dict[str, list[int]], version: str = "8.6.2") -> types
             self.network = network
 
         def parse(self, data):
+            self.network.onnx = bytes(data)
             self.network.layers = [Layer("/m/rgb_branch/norm/ln_fp32/Sub")] if b"/ln_fp32/" in data else []
             return bool(data)
 
@@ -259,7 +280,17 @@ def make_tensorrt(shapes: dict[str, list[int]], version: str = "8.6.2") -> types
             return IBuilderConfig()
 
         def build_serialized_network(self, network, config):
-            return json.dumps({"io": shapes, "flags": sorted(config.flags)}).encode()
+            if trt.fail_build is not None and trt.fail_build(network.onnx, config.flags):
+                return None
+            table, batches = None, 0
+            calibrator = getattr(config, "int8_calibrator", None)
+            if "INT8" in config.flags and calibrator is not None:
+                cache = calibrator.read_calibration_cache()  # TensorRT calibrates only when there is no cache
+                while cache is None and calibrator.get_batch(["search_rgb"]):
+                    batches += 1
+                table = None if cache is None else bytes(cache).decode()
+            doc = {"io": shapes, "flags": sorted(config.flags), "dla_core": getattr(config, "DLA_core", None)}
+            return json.dumps({**doc, "calibration": table, "batches": batches}).encode()
 
     class IInt8EntropyCalibrator2:
         def __init__(self):
