@@ -1,21 +1,27 @@
 """`ckd build` and the TensorRT backend over the fakes of `fake_trt` (TensorRT and CUDA cannot run here): the DLA
-core reaches the runtime before any engine is deserialized."""
+core reaches the runtime before any engine is deserialized, and `best` keeps whatever built and passed and records
+each failure in selection.json."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from fake_trt import install_cudart, make_tensorrt
+from fake_trt import fake_outputs, install_cudart, make_tensorrt
 from toy_export import toy_export
 
+from ckd.errors import CKDError
 from edge.backends.tensorrt import TensorRTBackend
 from edge.devices import PROFILES, Device
 from edge.manifest import Manifest
 from edge.trt.build import build_all
 from edge.trt.flags import detect
+from edge.trt.reference import REFERENCE_NAME, load_reference, reference_inputs
+from edge.trt.selection import read_selection
 
 AGX_ORIN = Device(PROFILES["agx-orin"])  # two DLA cores; Jetson, so the backend maps its buffers (zero copy)
 
@@ -60,3 +66,65 @@ def test_dla_core_is_set_on_the_runtime_before_deserializing(tmp_path, monkeypat
     with TensorRTBackend.from_export(export.directory, AGX_ORIN) as backend:
         assert {r: e.dla_core for r, e in backend._engines.items()} == {1.0: 1, 0.7: 1}
     assert all(not live for live in rt.live.values())  # every CUDA object the backends made was destroyed
+
+
+def _write_matching_reference(export: Manifest) -> None:
+    """Reference outputs equal to what the fake engines write, so the real fidelity gate passes every engine that
+    builds (the fake cannot compute the network: this tests the build's bookkeeping, not accuracy)."""
+    arrays = {f"input/{k}": v for k, v in reference_inputs(export).items()}
+    for rung in export.rungs:
+        arrays.update({f"k{rung.keep_ratio:.2f}/{k}": v for k, v in fake_outputs(export.outputs).items()})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    (export.directory / REFERENCE_NAME).write_bytes(buf.getvalue())
+    load_reference(export.directory, 0.7)  # readable as the build reads it
+
+
+def test_best_records_failed_builds_and_keeps_what_passed(tmp_path, monkeypatch, rt):
+    export = toy_export(tmp_path / "fp32", ratios=(1.0, 0.7))
+    int8 = toy_export(tmp_path / "int8", ratios=(1.0, 0.7), int8=True)
+    _write_matching_reference(export)
+    trt = _fake_trt(monkeypatch, export)
+    fp16_07 = (tmp_path / "fp32" / "ckd_k0.70.onnx").read_bytes()
+    int8_10 = (tmp_path / "int8" / "ckd_k1.00_int8.onnx").read_bytes()
+
+    def fail_build(onnx: bytes, flags: set) -> bool:
+        if onnx == int8_10 and "INT8" in flags:
+            raise RuntimeError("[TRT] [E] 10: Could not find any implementation for node /m/MatMul\n   (tactics: 0)")
+        return onnx == fp16_07 and "INT8" not in flags  # TensorRT returns None for a failed build
+
+    trt.fail_build = fail_build
+    path = _build(export.directory, "best", trt, int8_dir=int8.directory)
+    doc = read_selection(path)
+    assert doc["failures"] == [
+        {
+            "keep_ratio": 1.0,
+            "precision": "int8",
+            "reason": "[TRT] [E] 10: Could not find any implementation for node /m/MatMul (tactics: 0)",
+        },
+        {
+            "keep_ratio": 0.7,
+            "precision": "fp16",
+            "reason": f"{tmp_path / 'fp32' / 'ckd_k0.70.onnx'}: TensorRT failed to build a fp16 engine (see the log "
+            "above)",
+        },
+    ]
+    kept = {r["key"]["keep_ratio"]: r["key"]["precision"] for r in doc["rungs"]}
+    assert kept == {0.7: "int8", 1.0: "fp16"}  # each rung served by the engine that built and passed the gate
+    assert all(r["fidelity"]["failures"] == [] and r["gpu_ms"] == 0.5 and r["alternatives"] == [] for r in doc["rungs"])
+    engines = sorted(p.name for p in (tmp_path / "fp32" / "engines").glob("*.engine"))
+    assert engines == ["ckd_k0.70_int8.engine", "ckd_k1.00_fp16.engine"]
+    with TensorRTBackend.from_export(export.directory, AGX_ORIN) as backend:
+        assert backend.precisions == {0.7: "int8", 1.0: "fp16"}
+    # nothing builds: still a selection.json listing every failure, and a CKDError saying so
+    trt.fail_build = lambda onnx, flags: True
+    with pytest.raises(CKDError, match=r"no engine was built and passed for any rung \(4 failures in .*selection"):
+        _build(export.directory, "best", trt, int8_dir=int8.directory, cache_dir=tmp_path / "none")
+    doc = json.loads((tmp_path / "none" / "selection.json").read_text())
+    assert doc["rungs"] == [] and len(doc["failures"]) == 4
+    assert {(f["keep_ratio"], f["precision"]) for f in doc["failures"]} == {
+        (1.0, "fp16"),
+        (1.0, "int8"),
+        (0.7, "fp16"),
+        (0.7, "int8"),
+    }
