@@ -1,6 +1,6 @@
 """`ckd build` and the TensorRT backend over the fakes of `fake_trt` (TensorRT and CUDA cannot run here): the DLA
-core reaches the runtime before any engine is deserialized, and `best` keeps whatever built and passed and records
-each failure in selection.json."""
+core reaches the runtime before any engine is deserialized, `best` keeps whatever built and passed and records each
+failure in selection.json, and the TensorRT 8.x calibrator replays the host's calibration cache."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import pytest
 from fake_trt import fake_outputs, install_cudart, make_tensorrt
 from toy_export import toy_export
 
+from calibration.trt_cache import read_cache, restamp, write_cache
 from ckd.errors import CKDError
 from edge.backends.tensorrt import TensorRTBackend
 from edge.devices import PROFILES, Device
-from edge.manifest import Manifest
+from edge.manifest import Manifest, sha256_file
 from edge.trt.build import build_all
+from edge.trt.calibrator import cache_calibrator
 from edge.trt.flags import detect
 from edge.trt.reference import REFERENCE_NAME, load_reference, reference_inputs
 from edge.trt.selection import read_selection
@@ -128,3 +130,37 @@ def test_best_records_failed_builds_and_keeps_what_passed(tmp_path, monkeypatch,
         (0.7, "fp16"),
         (0.7, "int8"),
     }
+
+
+def test_cache_calibrator_replays_the_cache_and_never_asks_for_batches():
+    trt = make_tensorrt({}, "8.6.1")
+    cache = write_cache({"search_rgb": 0.02, "/m/norm_output_0": 0.0125}, "8.5.2")  # as `ckd quantize` writes it
+    calibrator = cache_calibrator(trt, cache, "calib.cache")
+    assert isinstance(calibrator, trt.IInt8EntropyCalibrator2)
+    data = calibrator.read_calibration_cache()
+    assert data == restamp(cache, "8.6.1")  # the same scales under the running TensorRT's header
+    assert data.decode().splitlines()[0] == "TRT-8601-EntropyCalibration2"
+    assert read_cache(data) == pytest.approx({"search_rgb": 0.02, "/m/norm_output_0": 0.0125})
+    assert calibrator.get_batch_size() == 1
+    assert calibrator.get_batch(["search_rgb", "search_tir"]) is None  # no data: "no more batches"
+    calibrator.write_calibration_cache(b"TRT-8601-EntropyCalibration2\nsearch_rgb: 3f800000\n")
+    assert calibrator.read_calibration_cache() == data  # a table TensorRT writes back replaces nothing
+    with pytest.raises(CKDError, match="calib.cache: not a TensorRT calibration cache"):
+        cache_calibrator(trt, b"\x89PNG\r\n", "calib.cache")
+
+
+def test_calibration_cache_route_builds_from_the_cache(tmp_path, monkeypatch, rt):
+    export = toy_export(tmp_path / "fp32", ratios=(0.7,))
+    cache = write_cache({"search_rgb": 0.02, "/m/norm_output_0": 0.0125}, "8.5.2")
+    (tmp_path / "fp32" / "calib.cache").write_bytes(cache)
+    export.calibration = {"cache": "calib.cache", "cache_sha256": sha256_file(tmp_path / "fp32" / "calib.cache")}
+    export.save(export.directory)
+    trt = _fake_trt(monkeypatch, export, "8.6.1")
+    path = _build(export.directory, "int8", trt)
+    (rung,) = read_selection(path)["rungs"]
+    assert rung["key"]["model_sha256"] == export.rungs[0].sha256  # built from the FP32 graph
+    assert rung["key"]["calibration_sha256"] == sha256_file(tmp_path / "fp32" / "calib.cache")
+    engine = _engine(tmp_path / "fp32" / "engines" / "ckd_k0.70_int8.engine")
+    assert {"FP16", "INT8"} <= set(engine["flags"])
+    assert engine["calibration"] == restamp(cache, "8.6.1").decode()  # TensorRT read the replayed table
+    assert engine["batches"] == 0
