@@ -1,10 +1,12 @@
 """Offline TensorRT lint: the operator table against its source, each rule on small graphs, the graphs the kit
-used to write failing for the four reasons of issue 13, and fresh demo exports / TensorRT INT8 graphs clean for
-TensorRT 8.5, 8.6 and 10 (through the CLI, as a user runs it)."""
+used to write failing for the four reasons of issue 13, fresh demo exports / TensorRT INT8 graphs clean for
+TensorRT 8.5, 8.6 and 10 (through the CLI, as a user runs it), and export / quantize / flash writing nothing
+TensorRT would refuse."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 import zipfile
 
@@ -218,6 +220,46 @@ def test_export_writes_nothing_a_tensorrt_target_would_refuse(tmp_path, monkeypa
     with pytest.raises(CKDError, match=r"TensorRT 8\.5 would refuse .*LayerNormalization"):
         export_rungs(load_model(None), tmp_path, (1.0,), "x", verify=False, tensorrt=("8.5",))
     assert not (tmp_path / "manifest.json").exists()
+
+
+def _with_bool_scatter(model) -> None:
+    """Route `pred_boxes` through a BOOL ScatterND (values unchanged): a node no TensorRT version parses."""
+    last = next(n for n in model.graph.node if "pred_boxes" in n.output)
+    last.output[list(last.output).index("pred_boxes")] = "boxes_raw"
+    model.graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+            onnx.numpy_helper.from_array(np.array([[0, 0, 2]], np.int64), "at"),
+            onnx.numpy_helper.from_array(np.array([True]), "true"),
+        ]
+    )
+    model.graph.node.extend(
+        [
+            helper.make_node("Greater", ["boxes_raw", "zero"], ["positive"], "/extra/Greater"),
+            helper.make_node("ScatterND", ["positive", "at", "true"], ["mask"], "/extra/ScatterND"),
+            helper.make_node("Where", ["mask", "boxes_raw", "boxes_raw"], ["pred_boxes"], "/extra/Where"),
+        ]
+    )
+
+
+def test_quantize_writes_no_manifest_for_graphs_tensorrt_would_refuse(demo_graphs, tmp_path, capsys):
+    from toy_export import rewrite_rung
+
+    fp32, out = tmp_path / "fp32", tmp_path / "int8"
+    shutil.copytree(demo_graphs / "fp32", fp32)
+    graph = onnx.load(str(fp32 / "ckd_k0.70.onnx"))
+    _with_bool_scatter(graph)
+    onnx.checker.check_model(graph)
+    rewrite_rung(fp32, graph.SerializeToString())  # hash updated: only a content check finds the node
+    argv = ["quantize", "--onnx", str(fp32), "--calib", str(demo_graphs / "calib"), "--out", str(out)]
+    assert main([*argv, "--format", "trt", "--keep-ratios", "0.7"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"1 node\(s\) TensorRT 8\.6 would refuse \(1 x dtype ScatterND\)", err), err
+    assert "ckd_k0.70_int8.onnx: /extra/ScatterND (ScatterND): BOOL 'positive'" in err
+    assert not (out / "manifest.json").exists()  # nothing a later `ckd build` or `ckd flash` would take
+    scatter = [n for n in onnx.load(str(out / "ckd_k0.70_int8.onnx")).graph.node if n.op_type == "ScatterND"]
+    assert len(scatter) == 1  # the quantizer kept the node; the lint, not the quantizer, refused the folder
+    assert main([*argv, "--format", "ort", "--keep-ratios", "0.7"]) == 0  # CPU graphs are not linted for TensorRT
 
 
 def test_flash_refuses_cpu_int8_graphs(demo_graphs, tmp_path):
