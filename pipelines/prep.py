@@ -6,7 +6,9 @@
    recognised from the first frame's data and announced in one line.
 3. Registration onto the RGB geometry (`pipelines.registration`); without `--rig` a thermal frame of another size
    is resized, announced once in a line naming the frame.
-4. Stand-ins: a lost sensor's image is made from the other sensor's (live mode only).
+4. Stand-ins: a lost sensor's image is made from the other sensor's (live mode only). Once an RGB frame has been
+   seen, thermal frames are registered onto the RGB geometry even while RGB is lost, so the stand-in has the RGB
+   size and pixel space the tracker and the overlay were set up in.
 
 Every array handed on is a view of mapped memory or a buffer allocated once. Copies are measured, not assumed:
 per frame and stage, a stage's output counts as a copy when its data does not lie in the mapped input buffer.
@@ -90,10 +92,13 @@ class FramePrep:
             raw = maps["tir"].array
             tir8 = self._to_8bit(raw, job.tir.index)
             copies["thermal_to_8bit"] = int(not maps["tir"].contains(tir8))
+            registered = tir8
             if rgb is not None:
                 registered = self._register(tir8, rgb, job.tir.index)
-                copies["registration"] = int(registered is not tir8)
-                tir8 = registered
+            elif self.registrar is not None:  # RGB lost: still into RGB pixels, so the stand-in has the RGB geometry
+                registered = self.registrar(tir8)
+            copies["registration"] = int(registered is not tir8)
+            tir8 = registered
         if rgb is None:  # thermal only: its image stands in for RGB
             rgb = self._buffer("rgb_standin", (*tir8.shape, 3))
             cv2.cvtColor(tir8, cv2.COLOR_GRAY2RGB, dst=rgb)

@@ -82,6 +82,41 @@ def test_thermal_dies_mid_run_loop_survives_and_outputs_are_complete(tmp_path, n
     assert saved["end_to_end"]["p50_ms"] >= saved["model"]["p50_ms"] > 0
 
 
+def test_rgb_lost_with_a_rig_of_two_resolutions_thermal_stands_in_registered_in_rgb_pixels(tmp_path, nano_backend):
+    """A 160x128 RGB camera and an 80x64 thermal camera (rig: thermal pixels x2). When RGB dies, the thermal frame
+    is still registered onto the RGB geometry before it stands in: the tracker and the overlay (sized from RGB
+    frames) get 160x128 frames, and the run finishes."""
+    from pipelines.registration import RigCalibration
+
+    rgb = parse_uri("synthetic://?seed=3&fps=15&error_after=20&width=160&height=128", "rgb")
+    tir = parse_uri("synthetic://?seed=3&fps=15&frames=60&width=80&height=64", "tir")
+    rig = RigCalibration(np.diag([2.0, 2.0, 1.0]), (160, 128), (80, 64))
+    opt = LoopOptions(target_fps=15, rungs=(1.0,), adaptive=False, stall_s=0.5, progress=False)
+    tracker = Tracker(nano_backend)
+    seen = []
+    update = tracker.update
+
+    def recording_update(rgb_frame, tir8, **kw):
+        seen.append((rgb_frame.shape, tir8.shape))
+        return update(rgb_frame, tir8, **kw)
+
+    tracker.update = recording_update
+    report = DualSensorLoop(rgb, tir, tracker, tmp_path, opt, calibration=rig, log=lambda s: None).run()
+
+    assert report["sources"]["rgb"]["error"] and report["sources"]["tir"]["frames"] == 60
+    assert report["frames"]["degraded"] >= 5  # frames tracked on thermal alone after RGB died
+    rows = [r for r in _lines(tmp_path / "track.jsonl") if r.get("box")]
+    assert rows[-1].get("degraded") == "rgb lost" and rows[-1]["t_rgb"] is None
+    assert seen and set(seen) == {((128, 160, 3), (128, 160))}  # RGB geometry throughout
+    # boxes stay in RGB pixels: the thermal-only frames are not clipped into an 80x64 frame
+    lost = [r["box"] for r in rows if r.get("degraded") == "rgb lost"]
+    assert max(x + w for x, _, w, _ in lost) > 80 or max(y + h for _, y, _, h in lost) > 64
+    cap = cv2.VideoCapture(str(tmp_path / "overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(rows)
+    ok, img = cap.read()
+    assert ok and img.shape == (128, 320, 3)
+
+
 class LoadedBackend:
     """The real torch backend plus a cost proportional to the keep ratio (token-bound work), doubled while
     `loaded()`: on a simulated clock the cost is accounted, on the real one it is a busy-wait."""
