@@ -8,10 +8,12 @@ from toy_export import toy_export
 
 from ckd.errors import CKDError
 from edge.devices import PROFILES, profile_from_nvidia_smi
-from edge.manifest import sha256_file
+from edge.int8 import record_gate
+from edge.manifest import Manifest, sha256_file
 from edge.trt.plan import Candidate, choose_best, gate_reason, plan_rungs
 from edge.trt.reference import load_reference, make_reference
-from quantize.fidelity import check_outputs
+from quantize.fidelity import RungFidelity, check_outputs
+from quantize.gate_limits import Thresholds
 
 ORIN = PROFILES["orin-nx"]
 
@@ -46,6 +48,44 @@ def test_plan_int8_sources(tmp_path):
     plan = plan_rungs(export, "int8", ORIN, allow_calibration_cache=True)[0]
     assert plan.int8_source == "calibration-cache" and plan.calibration_cache == tmp_path / "fp32" / "calib.cache"
     assert plan.onnx.name == "ckd_k0.70.onnx" and plan.calibration_sha256 == sha256_file(plan.calibration_cache)
+
+
+def test_plan_no_calibration_cache_int8_for_a_keep_ratio_the_gate_failed(tmp_path):
+    """`record_gate` removes a failed INT8 rung but the folder keeps its calibration cache: on TensorRT 8.x that
+    keep ratio must not fall back to the FP32 graph + cache (that would build the INT8 the gate refused)."""
+    fp32 = toy_export(tmp_path / "fp32", ratios=(1.0, 0.7))
+    folder = tmp_path / "int8"
+    int8 = toy_export(folder, ratios=(1.0, 0.7), int8=True)
+    (folder / "calibration.cache").write_bytes(b"TRT-8502-EntropyCalibration2\nx: 3c23d70a\n")
+    int8.rungs = [r for r in int8.rungs if r.precision == "int8"]
+    int8.calibration = {
+        **int8.calibration,
+        "cache": "calibration.cache",
+        "cache_sha256": sha256_file(folder / "calibration.cache"),
+    }
+    int8.gate = {"pending": True}
+    int8.save(folder)
+    verdicts = [
+        RungFidelity(10, 0.99, 0.98, 0.0, 0.0, 0.99, 0.95, f, keep_ratio=k) for k, f in ((1.0, []), (0.7, ["x"]))
+    ]
+    record_gate(int8, verdicts, Thresholds())
+    gated = Manifest.load(folder)
+    assert gated.calibration["cache"] == "calibration.cache" and list(gated.failed_gate()) == [0.7]
+    plans = plan_rungs(fp32, "best", ORIN, int8_export=gated, allow_calibration_cache=True)
+    assert [(p.keep_ratio, p.precision, p.int8_source) for p in plans] == [
+        (1.0, "fp16", ""),
+        (1.0, "int8", "qdq"),
+        (0.7, "fp16", ""),
+    ]
+    with pytest.raises(CKDError, match="no INT8 source for keep ratio 0.70: its INT8 rung failed the fidelity gate"):
+        plan_rungs(fp32, "int8", ORIN, int8_export=gated, allow_calibration_cache=True)
+    # a keep ratio the gate never saw (no Q/DQ rung, not failed) still takes the cache route
+    fp32_more = toy_export(tmp_path / "fp32b", ratios=(1.0, 0.7, 0.5))
+    plans = plan_rungs(fp32_more, "best", ORIN, int8_export=gated, allow_calibration_cache=True)
+    assert [(p.keep_ratio, p.int8_source) for p in plans if p.precision == "int8"] == [
+        (1.0, "qdq"),
+        (0.5, "calibration-cache"),
+    ]
 
 
 def test_plan_device_limits(tmp_path):

@@ -67,7 +67,8 @@ def plan_rungs(
     """Engines to build: for every fp32 rung of `export`, one engine per concrete precision.
 
     INT8 comes from the Q/DQ rung of the same keep ratio (in `int8_export` or `export` itself); without one,
-    from the fp32 graph plus the manifest's calibration cache when `allow_calibration_cache` (TensorRT 8.x).
+    from the fp32 graph plus the manifest's calibration cache when `allow_calibration_cache` (TensorRT 8.x),
+    except for keep ratios whose INT8 rung failed the fidelity gate (the cache would bypass the gate).
     With no INT8 source at all, `best` plans FP16 only and `int8` is an error.
     """
     precisions = precisions_for(request, profile)
@@ -77,6 +78,7 @@ def plan_rungs(
         raise CKDError(f"{export.directory}: the export manifest has no fp32 rungs to build from")
     qdq_source = int8_export or export
     cache_file = (qdq_source.calibration or {}).get("cache")
+    gate_failed = list(qdq_source.failed_gate())
     pinned = (export.target or {}).get("layernorm") == "decomposed"
     plans = []
     for rung in sorted(fp32, key=lambda r: -r.keep_ratio):
@@ -105,6 +107,13 @@ def plan_rungs(
                         dla_core=dla_core,
                         fp32_layernorm=(qdq_source.target or {}).get("layernorm") == "decomposed",
                     )
+                )
+            elif any(abs(k - rung.keep_ratio) < 1e-6 for k in gate_failed):
+                if request == "best":
+                    continue  # its INT8 rung failed the gate: no calibration-cache INT8 either
+                raise CKDError(
+                    f"no INT8 source for keep ratio {rung.keep_ratio:.2f}: its INT8 rung failed the fidelity gate "
+                    f"({qdq_source.directory}); --precision best builds FP16 for it"
                 )
             elif allow_calibration_cache and cache_file:
                 cache = qdq_source.calibration_cache()  # a plain, checksummed file beside the manifest
