@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="VERSIONS",
         help="TensorRT generations the graphs must parse on: 8.5, 8.6, 10 (comma list), all (default) or none. "
         "8.5 has no LayerNormalization importer: beside 8.6/10 it gets the sub-export DIR/trt8.5 (LayerNorm "
-        "decomposed, built in FP32). Each graph is checked as `ckd check-trt` does; nothing is written on a refusal",
+        "decomposed, built in FP32). Each graph is checked as `ckd check-trt` does; no manifest is written on a "
+        "refusal",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
     p.add_argument("--no-verify", action="store_true", help="skip the torch-vs-ONNX Runtime parity check")

@@ -228,8 +228,9 @@ def parity(model, path: str | Path, keep_ratio: float, seed: int = 1) -> dict[st
 
 def remove_stale(out_dir: Path) -> None:
     """Remove what an earlier export left in `out_dir`: its manifest, the files it lists (rungs, calibration
-    cache), any `ckd_k*.onnx` and the reference outputs made from them (`ckd build` would judge the new rungs'
-    engines against them). Other files are left alone."""
+    cache), any `ckd_k*.onnx`, the reference outputs made from them (`ckd build` would judge the new rungs'
+    engines against them) and the manifests of its `trt*/` sub-exports (`graphs_for` would take an old one
+    when the new export has none or fails). Other files are left alone."""
     from edge.trt.reference import REFERENCE_NAME
 
     names = {MANIFEST_NAME, REFERENCE_NAME, *(p.name for p in out_dir.glob("ckd_k*.onnx"))}
@@ -241,6 +242,7 @@ def remove_stale(out_dir: Path) -> None:
         path = out_dir / name
         if path.is_file() or path.is_symlink():
             path.unlink()
+    drop_stale_subexports(out_dir)
 
 
 def export_rungs(
@@ -256,7 +258,8 @@ def export_rungs(
     """Export every rung into `out_dir`, write `manifest.json` last; return it and the parity errors per rung.
 
     `tensorrt`: TensorRT generations ("8.5", "8.6", "10") the export must parse on. Their graphs are linted
-    (CKDError, nothing written, when TensorRT would refuse a node); 8.5 beside 8.6/10 gets the sub-export
+    (CKDError when TensorRT would refuse a node: the rung files stay but no manifest is written, in `out_dir`
+    or a sub-export, so nothing takes them); 8.5 beside 8.6/10 gets the sub-export
     `trt8.5/` (LayerNorm decomposed). Empty: graphs for ONNX Runtime only (as for TensorRT >= 8.6).
     """
     from tqdm import tqdm

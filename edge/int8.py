@@ -82,6 +82,7 @@ def quantize_export(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # a failed re-run must not leave an old manifest behind
+    drop_stale_subexports(out_dir)  # ...nor an old trt*/ sub-export that `graphs_for` would take instead
     done = []
     for rung in tqdm(rungs, desc="quantize", unit="rung", disable=not progress):
         dst = out_dir / rung_filename(rung.keep_ratio, "int8")
@@ -116,7 +117,6 @@ def quantize_export(
     )
     if fmt == "ort":
         manifest.target = graph_target(())
-        drop_stale_subexports(out_dir)
         manifest.save(out_dir)
         return manifest
     return _trt_targets(manifest, src, out_dir)

@@ -19,6 +19,7 @@ import numpy as np
 from calibration.sources import Clip
 from edge.int8 import fidelity, quantize_export, record_gate
 from edge.manifest import MANIFEST_NAME, Manifest
+from edge.trt.targets import drop_stale_subexports
 from quantize.fidelity import RungFidelity, Thresholds
 from quantize.policy import TIER_NAMES, tier
 
@@ -107,6 +108,7 @@ def quantize_gated(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # an older verdict must not outlive an interrupted search
+    drop_stale_subexports(out_dir)  # nor an older trt*/ sub-export the new tier may not have (`--format ort`)
     work = out_dir / ".tiers"
     shutil.rmtree(work, ignore_errors=True)
     pending: dict[str, Manifest] = {}

@@ -216,10 +216,16 @@ def test_trt_int8_graphs_are_symmetric_int8_with_float_bias(demo_graphs):
 def test_export_writes_nothing_a_tensorrt_target_would_refuse(tmp_path, monkeypatch):
     import edge.export as export
 
+    model = load_model(None)
+    export_rungs(model, tmp_path, (1.0,), "x", verify=False, tensorrt=GENERATIONS)  # an earlier export, trt8.5/
+    assert graphs_for(tmp_path, "8.5") == tmp_path / "trt8.5"
     monkeypatch.setattr(export, "decompose_layernorm", lambda model: 0)  # as if the 8.5 graphs kept LayerNorm
     with pytest.raises(CKDError, match=r"TensorRT 8\.5 would refuse .*LayerNormalization"):
-        export_rungs(load_model(None), tmp_path, (1.0,), "x", verify=False, tensorrt=("8.5",))
+        export_rungs(model, tmp_path, (1.0,), "x", verify=False, tensorrt=("8.5",))
     assert not (tmp_path / "manifest.json").exists()
+    assert not (tmp_path / "trt8.5" / "manifest.json").exists()  # the old sub-export is not taken instead
+    with pytest.raises(CKDError, match=r"no graphs for TensorRT 8\.5"):
+        graphs_for(tmp_path, "8.5")
 
 
 def _with_bool_scatter(model) -> None:
@@ -247,6 +253,8 @@ def test_quantize_writes_no_manifest_for_graphs_tensorrt_would_refuse(demo_graph
 
     fp32, out = tmp_path / "fp32", tmp_path / "int8"
     shutil.copytree(demo_graphs / "fp32", fp32)
+    shutil.copytree(demo_graphs / "trt", out)  # an earlier `--format trt` run into the same folder, trt8.5/ inside
+    assert graphs_for(out, "8.5") == out / "trt8.5"
     graph = onnx.load(str(fp32 / "ckd_k0.70.onnx"))
     _with_bool_scatter(graph)
     onnx.checker.check_model(graph)
@@ -257,9 +265,25 @@ def test_quantize_writes_no_manifest_for_graphs_tensorrt_would_refuse(demo_graph
     assert re.search(r"1 node\(s\) TensorRT 8\.6 would refuse \(1 x dtype ScatterND\)", err), err
     assert "ckd_k0.70_int8.onnx: /extra/ScatterND (ScatterND): BOOL 'positive'" in err
     assert not (out / "manifest.json").exists()  # nothing a later `ckd build` or `ckd flash` would take
+    assert not (out / "trt8.5" / "manifest.json").exists()  # the old TensorRT 8.5 graphs included
     scatter = [n for n in onnx.load(str(out / "ckd_k0.70_int8.onnx")).graph.node if n.op_type == "ScatterND"]
     assert len(scatter) == 1  # the quantizer kept the node; the lint, not the quantizer, refused the folder
     assert main([*argv, "--format", "ort", "--keep-ratios", "0.7"]) == 0  # CPU graphs are not linted for TensorRT
+
+
+def test_gated_ort_quantize_into_a_trt_folder_leaves_no_trt85_graphs(demo_graphs, tmp_path, capsys):
+    """`ckd quantize --format ort --gate` into a folder that held `--format trt` graphs: its old trt8.5/ manifest
+    goes, so `ckd build` on TensorRT 8.5 does not take the old TensorRT graphs for the new CPU ones."""
+    out = tmp_path / "int8"
+    shutil.copytree(demo_graphs / "trt", out)
+    assert graphs_for(out, "8.5") == out / "trt8.5"
+    argv = ["quantize", "--onnx", str(demo_graphs / "fp32"), "--calib", str(demo_graphs / "calib"), "--out", str(out)]
+    argv += ["--format", "ort", "--gate", "--tier", "conservative", "--keep-ratios", "0.7"]
+    assert main([*argv, "--eval-sequences", "1", "--eval-length", "6"]) in (0, 2)  # the verdict does not matter
+    assert Manifest.load(out, verify=False).calibration["format"] == "ort"
+    assert not (out / "trt8.5" / "manifest.json").exists()
+    with pytest.raises(CKDError, match=r"no graphs for TensorRT 8\.5 \(these are ONNX Runtime CPU graphs\)"):
+        graphs_for(out, "8.5")
 
 
 def test_flash_refuses_cpu_int8_graphs(demo_graphs, tmp_path):
