@@ -60,6 +60,9 @@ device-check:
 	@test -d $(DEVICE_CHECK)/graphs/base/int8 || { echo "device-check: no graphs in $(DEVICE_CHECK)/graphs;" \
 		"run 'make device-check-graphs' on the host and copy that folder here"; exit 2; }
 	$(DEVICE_PYTHON) -m venv --system-site-packages $(DEVICE_VENV)
+# an editable install of a pyproject-only project needs pip >= 21.3 (PEP 660); JetPack 5's venv has pip 20.0.2,
+# which does not backtrack when an index omits Requires-Python: < 25.1 keeps it to pips that run on Python 3.8
+	$(DEVICE_VENV)/bin/pip install -q "pip>=21.3,<25.1"
 	$(DEVICE_VENV)/bin/pip install -q --no-deps -e .
 	$(DEVICE_VENV)/bin/python -c "import edge.deploy.scripts as s, sys; sys.stdout.write(s.REQUIREMENTS_EDGE)" \
 		> $(DEVICE_VENV)/requirements-edge.txt

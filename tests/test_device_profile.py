@@ -5,7 +5,7 @@
   unimportable (TensorRT and CUDA replaced by `fake_trt` for this check only: it proves imports and plumbing,
   never accuracy);
 - the wheel says Requires-Python >= 3.8 with the heavy dependencies in extras, and install.sh's pip lines work in
-  a real Python 3.8 venv (--no-deps, numpy never installed);
+  a real Python 3.8 venv (--no-deps, numpy never installed), and so do `make device-check`'s from JetPack 5's pip;
 - a bundle from the demo output carries per-TensorRT graphs, reference outputs and that install.sh.
 """
 
@@ -218,6 +218,43 @@ def test_install_pip_lines_work_on_python_38(wheel, tmp_path):
     assert "tqdm-4.70.1" in done.stdout and "cuda-python-11.8.2" in done.stdout
     listed = subprocess.run([str(venv / "pip"), "list"], capture_output=True, text=True).stdout
     assert "numpy" not in listed
+
+
+def test_device_check_venv_installs_the_checkout_with_jetpack5_pip(tmp_path):
+    """`make device-check`'s venv lines on Python 3.8 starting from JetPack 5's pip 20.0.2, which cannot install a
+    pyproject-only project editable: the Makefile upgrades pip first, then the checkout installs."""
+    py38 = _python38()
+    if py38 is None:
+        pytest.skip("no Python 3.8 interpreter here (JetPack 5's Python)")
+    venv = tmp_path / "venv-device"
+    subprocess.run([py38, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    seeded = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "pip==20.0.2"], env=env, capture_output=True, text=True
+    )
+    if seeded.returncode != 0:
+        pytest.skip(f"cannot install pip 20.0.2 here (no package index?): {seeded.stderr.strip()[-200:]}")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(".*", "out", "build", "*.egg-info", "__pycache__"))
+    plan = subprocess.run(
+        ["make", "-n", "device-check", f"DEVICE_VENV={venv}"], cwd=checkout, capture_output=True, text=True
+    )
+    assert plan.returncode == 0, plan.stderr
+    lines = [ln for ln in plan.stdout.splitlines() if ln.startswith(f"{venv}/bin/pip install")]
+    editable = next(i for i, ln in enumerate(lines) if ln.endswith("--no-deps -e ."))
+    old = subprocess.run(["bash", "-c", lines[editable]], cwd=checkout, env=env, capture_output=True, text=True)
+    assert old.returncode != 0 and "editable mode" in old.stderr  # the failure the upgrade is there for
+    for line in lines[: editable + 1]:
+        done = subprocess.run(["bash", "-c", line], cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{line}: {done.stderr[-2000:]}"
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import edge; print(edge.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip() == str(checkout / "edge" / "__init__.py")
 
 
 def test_bundle_from_demo_output_carries_graphs_per_tensorrt(demo_graphs, wheel, tmp_path):
