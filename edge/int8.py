@@ -304,10 +304,12 @@ def fidelity_many(
     ratios = {}
     for n, b in backends.items():
         if b.manifest.inputs != fp32.manifest.inputs:
-            raise CKDError(f"{candidates[n]}: its graphs take other inputs than the FP32 graphs in {fp32_dir}")
+            raise CKDError(f"{b.manifest.directory}: its graphs take other inputs than the FP32 graphs in {fp32_dir}")
         missing = [k for k in b.keep_ratios if k not in fp32.keep_ratios]
         if missing:
-            raise CKDError(f"{fp32_dir}: no fp32 rung with keep ratio {missing[0]:.2f} to compare {candidates[n]} with")
+            raise CKDError(
+                f"{fp32_dir}: no fp32 rung with keep ratio {missing[0]:.2f} to compare {b.manifest.directory} with"
+            )
         ratios[n] = tuple(sorted(b.keep_ratios, reverse=True))
     if not clips:
         raise CKDError("the fidelity gate needs at least one evaluation clip")

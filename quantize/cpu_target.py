@@ -134,6 +134,13 @@ def check_int8_format(record: dict | None, where: str) -> None:
         raise CKDError(f"{where}: unknown INT8 format {name!r} in the manifest (known: {', '.join(FORMATS)})")
     text = host_cpuinfo()
     here = target_from_cpuinfo(text, platform.machine())
+    if here not in fmt.exact_on and name == "s8s8":  # written as S8S8 whatever --cpu-target said
+        raise CKDError(
+            f"{where}: TensorRT-format INT8 graphs (S8S8 with full-range 8-bit weights, from `ckd quantize --format "
+            f"trt` or `--engine modelopt`) would saturate in ONNX Runtime on this CPU [{describe(text)}]; "
+            "--cpu-target does not change that format: check them on a CPU with VNNI or on Arm; on the device, "
+            "`ckd build` gates their engines against the reference outputs"
+        )
     if here not in fmt.exact_on:
         made_for = record.get("cpu_target") or "an unrecorded CPU"
         raise CKDError(

@@ -151,3 +151,38 @@ def test_vnni_graph_is_refused_without_vnni(nano_calibrated, tmp_path, monkeypat
     _fake_cpu(monkeypatch, tmp_path, SKYLAKE_X)
     with pytest.raises(CKDError, match="--cpu-target avx2"):
         OrtBackend(tmp_path / "vnni")
+
+
+def test_tensorrt_format_graphs_on_a_cpu_without_vnni_name_the_folder_not_a_cpu_target(
+    nano_calibrated, tmp_path, monkeypatch, capsys
+):
+    """`ckd quantize --format trt --gate` on x86 without VNNI: the gate's ONNX Runtime check refuses the S8S8 graphs
+    naming the output folder (not the pending manifest's repr) and without the `--cpu-target` advice, which cannot
+    change that format."""
+    import torch
+    from toy_export import toy_export
+
+    from ckd.model.config import preset
+    from ckd.model.network import CKDNet
+    from edge.export import export_rungs
+    from edge.int8 import fidelity_many, quantize_export
+
+    torch.manual_seed(0)  # the calibration set's model, exported for TensorRT this time
+    fp32, out = tmp_path / "fp32", tmp_path / "trt"
+    export_rungs(CKDNet(preset("nano")).eval(), fp32, (1.0,), "random:nano:calibrated", verify=False, tensorrt=["10"])
+    _fake_cpu(monkeypatch, tmp_path, HASWELL)
+    argv = ["quantize", "--onnx", str(fp32), "--calib", str(nano_calibrated / "calib"), "--out", str(out)]
+    argv += ["--format", "trt", "--gate", "--eval-sequences", "1", "--eval-length", "4"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"ckd quantize: error: {out / '.tiers' / 'conservative'}: TensorRT-format INT8 graphs")
+    assert "Manifest(" not in err and "--cpu-target does not change that format" in err
+    assert "quantize them again" not in err and "`ckd build` gates" in err
+    pending = quantize_export(fp32, nano_calibrated / "calib", out / "pending", fmt="trt", gate=True)
+    with pytest.raises(CKDError, match=f"^{out / 'pending'}: TensorRT-format"):
+        OrtBackend(pending)
+    _fake_cpu(monkeypatch, tmp_path, ZEN4)
+    assert OrtBackend(pending).precision == "int8"
+    other = toy_export(tmp_path / "other", ratios=(0.7,))  # FP32 graphs without the 1.00 rung
+    with pytest.raises(CKDError, match=f"to compare {out / 'pending'} with$"):
+        fidelity_many(other.directory, {"int8": pending}, [])

@@ -5,7 +5,8 @@ to the backend's input buffers and to preallocated output arrays, so `run` neith
 nor allocates outputs; switching rung per call only picks another bound session.
 
 INT8 graphs are checked when the backend is made: one whose INT8 format saturates on this CPU (full-range U8S8
-on x86 without VNNI, `quantize.cpu_target`) is refused with the `--cpu-target` to quantize for.
+on x86 without VNNI, `quantize.cpu_target`) is refused with the `--cpu-target` to quantize for (TensorRT-format
+S8S8 graphs: with the note that only a VNNI or Arm CPU checks them, `--cpu-target` does not change their format).
 
 Default rung: the cheapest rung (smallest keep ratio) whose keep ratio is >= the config's
 `ce_keep_ratio`; if no rung is that high, the manifest's first rung.
@@ -82,7 +83,7 @@ class OrtBackend:
         self.manifest = model_dir if isinstance(model_dir, Manifest) else Manifest.load(model_dir)
         self.precision = _pick_precision(self.manifest, precision)
         if self.precision == "int8":
-            check_int8_format(self.manifest.calibration, str(model_dir))
+            check_int8_format(self.manifest.calibration, str(self.manifest.directory or model_dir))
         self.rungs = {r.keep_ratio: r for r in self.manifest.rungs if r.precision == self.precision}
         self.keep_ratios = tuple(sorted(self.rungs))
         cfg = self.manifest.ckd_config
