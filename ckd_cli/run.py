@@ -150,25 +150,25 @@ def run(args: argparse.Namespace) -> int:
     init = parse_box(args.init)
     calibration = RigCalibration.load(args.rig) if args.rig else None
     backend = _backend(args)
-    rungs = (args.fixed_rung,) if args.fixed_rung is not None else tuple(args.rungs or backend.keep_ratios)
-    options = LoopOptions(
-        target_fps=args.target_fps,
-        max_frames=args.frames,
-        duration_s=args.duration,
-        init_box=init,
-        tolerance_s=args.tolerance_ms / 1e3 if args.tolerance_ms else None,
-        stall_s=args.stall,
-        first_frame_s=args.first_frame_timeout,
-        rungs=tuple(sorted(rungs, reverse=True)),
-        adaptive=len(rungs) > 1,
-        realtime=realtime,
-        overlay=not args.no_overlay,
-        udp=args.udp,
-        display=args.display,
-        results=args.results,
-    )
-    loop = DualSensorLoop(rgb, tir, Tracker(backend), args.out, options, calibration)
-    try:
+    try:  # from here on the backend is closed whatever fails (the loop's set-up raises on bad sources)
+        rungs = (args.fixed_rung,) if args.fixed_rung is not None else tuple(args.rungs or backend.keep_ratios)
+        options = LoopOptions(
+            target_fps=args.target_fps,
+            max_frames=args.frames,
+            duration_s=args.duration,
+            init_box=init,
+            tolerance_s=args.tolerance_ms / 1e3 if args.tolerance_ms else None,
+            stall_s=args.stall,
+            first_frame_s=args.first_frame_timeout,
+            rungs=tuple(sorted(rungs, reverse=True)),
+            adaptive=len(rungs) > 1,
+            realtime=realtime,
+            overlay=not args.no_overlay,
+            udp=args.udp,
+            display=args.display,
+            results=args.results,
+        )
+        loop = DualSensorLoop(rgb, tir, Tracker(backend), args.out, options, calibration)
         report = loop.run()
     finally:
         if hasattr(backend, "close"):  # TensorRT: CUDA graphs, events, stream and pinned buffers

@@ -164,3 +164,21 @@ def test_calibration_cache_route_builds_from_the_cache(tmp_path, monkeypatch, rt
     assert {"FP16", "INT8"} <= set(engine["flags"])
     assert engine["calibration"] == restamp(cache, "8.6.1").decode()  # TensorRT read the replayed table
     assert engine["batches"] == 0
+
+
+def test_ckd_run_closes_the_tensorrt_backend_when_the_loop_cannot_start(tmp_path, monkeypatch, rt, capsys):
+    """`ckd run` whose loop refuses to start (here: --replay of live cameras) after the TensorRT backend was made:
+    the backend is closed, every CUDA object it made destroyed."""
+    from ckd_cli.main import main
+    from edge import devices
+
+    export = toy_export(tmp_path / "fp32", ratios=(1.0,))
+    _build(export.directory, "fp16", _fake_trt(monkeypatch, export))
+    monkeypatch.setattr(devices, "detect", lambda root="/": AGX_ORIN)
+    cam = "v4l2:///dev/video0"
+    argv = ["run", "--rgb", cam, "--tir", f"{cam}?format=GRAY16_LE", "--backend", "tensorrt"]
+    argv += ["--model-dir", str(export.directory), "--replay", "--no-overlay", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert "replay needs recorded clips" in capsys.readouterr().err
+    assert rt.calls["cudaStreamCreate"] >= 1 and rt.calls["cudaHostAlloc"] >= 1  # the backend was made...
+    assert all(not live for live in rt.live.values()), rt.live  # ...and closed
