@@ -36,6 +36,31 @@ def test_prepare_makes_clean_graphs_for_every_tensorrt(tmp_path, capsys):
     assert (graphs / "demo" / "fp32" / "trt8.5" / "reference.npz").is_file()
 
 
+def test_packages_import_only_those_to_their_left():
+    """README's layout rule, ckd <- calibration <- quantize <- edge <- pipelines <- ckd_cli, over every import
+    (lazy ones inside functions included): `prepare` above once reached the CLI layer from edge."""
+    import ast
+    from pathlib import Path
+
+    order = ["ckd", "calibration", "quantize", "edge", "pipelines", "ckd_cli"]
+    root = Path(__file__).resolve().parents[1]
+    wrong = []
+    for pkg in order:
+        for path in sorted((root / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in order and order.index(top) > order.index(pkg):
+                        wrong.append(f"{path.relative_to(root)}:{node.lineno} imports {name}")
+    assert wrong == []
+
+
 def test_without_tensorrt_the_report_fails_on_the_first_step(tmp_path):
     try:
         import tensorrt  # noqa: F401

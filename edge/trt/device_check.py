@@ -44,14 +44,20 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def prepare(graphs: Path, models: tuple[str, ...] = MODELS, log=print) -> None:
-    """Host side: export (every TensorRT generation), calibrate and quantize (TensorRT Q/DQ) both models."""
+    """Host side: export (every TensorRT generation), calibrate and quantize (TensorRT Q/DQ) both models, through
+    the library functions `ckd export`, `ckd calibrate` and `ckd quantize --format trt` run (edge does not import
+    the CLI layer)."""
     import torch
 
+    from calibration.sampler import sample_crops
+    from calibration.sources import synthetic_clips
+    from calibration.store import write_calibration
     from ckd.model.checkpoint import DEMO_STUDENT, file_sha256, load_model
     from ckd.model.config import preset
     from ckd.model.network import CKDNet
-    from ckd_cli.main import main
+    from edge.backends.onnxruntime import OrtBackend
     from edge.export import export_rungs
+    from edge.int8 import quantize_export
     from edge.trt.onnx_support import GENERATIONS
 
     for name in models:
@@ -61,14 +67,20 @@ def prepare(graphs: Path, models: tuple[str, ...] = MODELS, log=print) -> None:
         else:
             torch.manual_seed(0)
             model, source = CKDNet(preset(name)).eval(), f"random:{name}:0"
-        log(f"{name}: export keep {KEEP_RATIO}")
-        export_rungs(model, root / "fp32", (KEEP_RATIO,), source, verify=False, tensorrt=GENERATIONS)
-        calib = ["calibrate", "--model", str(root / "fp32"), "--out", str(root / "calib")]
-        if main([*calib, "--frames", str(CALIBRATION_SAMPLES[name])]) != 0:
-            raise SystemExit(f"{name}: calibration failed")
-        quant = ["quantize", "--onnx", str(root / "fp32"), "--calib", str(root / "calib"), "--out", str(root / "int8")]
-        if main([*quant, "--format", "trt"]) != 0:
-            raise SystemExit(f"{name}: quantization failed")
+        try:
+            log(f"{name}: export keep {KEEP_RATIO}")
+            export = export_rungs(model, root / "fp32", (KEEP_RATIO,), source, verify=False, tensorrt=GENERATIONS)[0]
+            # `ckd calibrate --model fp32 --frames N`: the FP32 graphs in ONNX Runtime over its default clips
+            backend = OrtBackend(root / "fp32", precision="fp32")
+            crops = sample_crops(backend, synthetic_clips(8, 64, 0), CALIBRATION_SAMPLES[name], every=2, progress=True)
+            identity = {"name": export.config.get("name", "?"), "checkpoint_sha256": export.checkpoint_sha256}
+            cal = write_calibration(root / "calib", crops, "synthetic", 0, identity)
+            log(f"{name}: {cal.count} calibration samples")
+            # `ckd quantize --format trt` (not gated: `ckd build` gates the engines on the device)
+            int8 = quantize_export(root / "fp32", root / "calib", root / "int8", fmt="trt", progress=True)
+            log(f"{name}: {len(int8.rungs)} TensorRT INT8 rungs")
+        except CKDError as exc:
+            raise SystemExit(f"{name}: {exc}") from None
 
 
 class Report:
