@@ -1,6 +1,7 @@
 """install.sh and the systemd unit: values refused or escaped, a unit systemd accepts, hardening, state folders.
 
-Only the installer's modes that change nothing (--print-unit, --dry-run, --verify-only) run here.
+Only the installer's modes that change nothing (--print-unit, --dry-run, --verify-only) run here, and, as root, one
+--no-service install into a scratch prefix with TensorRT's import and pip stood in for.
 """
 
 from __future__ import annotations
@@ -181,3 +182,32 @@ def test_dry_run_refuses_a_prefix_in_a_folder_owned_by_someone_else(root):
 def test_install_needs_root(root):
     result = install_sh(root, "--prefix", "/opt/ckd-needs-root")
     assert result.returncode == 1 and "installing needs root" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installing needs root")
+def test_no_service_install_links_no_engines_into_a_state_folder_that_never_exists(root, tmp_path):
+    """`install.sh --no-service` makes no StateDirectory, so PREFIX/model/engines must not point into one; the hint
+    it prints builds the engines where `ckd run --model-dir` reads them (a copy of the model the user owns)."""
+    prefix = "/opt/ckd-test-no-service"
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    python3 = stubs / "python3"  # JetPack's tensorrt import stood in for; everything else the real python3
+    python3.write_text(f'#!/bin/sh\n[ "$*" = "-c import tensorrt" ] && exit 0\nexec {shutil.which("python3")} "$@"\n')
+    python3.chmod(0o755)
+    try:
+        pip = os.path.join(prefix, "venv", "bin", "pip")  # an existing venv is kept: its pip only records its calls
+        os.makedirs(os.path.dirname(pip), exist_ok=True)
+        with open(pip, "w") as f:
+            f.write(f'#!/bin/sh\necho "$@" >> {tmp_path / "pip.log"}\n')
+        os.chmod(pip, 0o755)
+        env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+        argv = ["bash", str(root / "install.sh"), "--no-service", "--prefix", prefix, "--user", "nobody"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        assert os.path.isdir(f"{prefix}/model") and not os.path.lexists(f"{prefix}/model/engines")
+        hint = done.stdout
+        assert f"cp -R {prefix}/model DIR && {prefix}/venv/bin/ckd build --onnx DIR --int8 {prefix}/model-int8" in hint
+        assert "--model-dir DIR" in hint and "--cache" not in hint
+        assert "--no-deps" in (tmp_path / "pip.log").read_text()
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)

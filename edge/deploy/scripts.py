@@ -4,7 +4,8 @@ from __future__ import annotations
 
 SERVICE_NAME = "ckd-tracker.service"
 # The service's only writable places, made by systemd for the service user (StateDirectory=, RuntimeDirectory=).
-# Engines are built into STATE_DIR/engines, which PREFIX/model/engines links to; runs write STATE_DIR/run.
+# Engines are built into STATE_DIR/engines, which PREFIX/model/engines links to (only when install.sh installs the
+# service: without it there is no state folder); runs write STATE_DIR/run.
 STATE_DIR = "/var/lib/ckd"
 RUNTIME_DIR = "/run/ckd"
 
@@ -209,7 +210,9 @@ other="$(find "$PREFIX" -mindepth 1 \( ! -user 0 -o ! -type l -perm /022 \) -pri
 # 5. Files, a venv over the system site packages (TensorRT, OpenCV), the kit's wheel and the edge runtime deps.
 rm -rf -- "${PREFIX:?}/model" "${PREFIX:?}/model-int8"
 cp -R -- "$B/model" "$PREFIX/model"
-ln -s "$STATE/engines" "$PREFIX/model/engines"  # engines are built by the service, into its state folder
+if [ "$SERVICE" = 1 ]; then  # the service builds the engines into its state folder (systemd makes it)
+    ln -s "$STATE/engines" "$PREFIX/model/engines"
+fi
 if [ -d "$B/model-int8" ]; then
     cp -R -- "$B/model-int8" "$PREFIX/model-int8"
 fi
@@ -232,8 +235,13 @@ if [ "$SERVICE" = 1 ]; then
     systemctl enable --now ckd-tracker.service
     echo "install.sh: service started as $SERVICE_USER; engines build on first start: journalctl -fu ckd-tracker"
 else
-    echo "install.sh: installed in $PREFIX; build engines into a folder you own:" \
-        "$PREFIX/venv/bin/ckd build --onnx $PREFIX/model --cache DIR"
+    # ckd run and ckd bench --model-dir read the engines in MODEL/engines, and $PREFIX/model is root's
+    int8=""
+    [ ! -d "$PREFIX/model-int8" ] || int8=" --int8 $PREFIX/model-int8"
+    echo "install.sh: installed in $PREFIX (no service). ckd run reads engines from the model folder's engines/:"
+    echo "  build them in a copy of the model you own: cp -R $PREFIX/model DIR &&" \
+        "$PREFIX/venv/bin/ckd build --onnx DIR$int8"
+    echo "  then: $PREFIX/venv/bin/ckd run --backend tensorrt --model-dir DIR ..."
 fi
 """
 
