@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,6 +208,32 @@ def test_pairs_from_a_dataset_on_disk(tmp_path):
     centre = s["box"][:2] + s["box"][2:] / 2
     assert ((centre >= 0) & (centre < 1)).all() and (s["box"][2:] > 0).all()
     assert s["search_tir"].shape == (3, 128, 128)
+
+
+def test_absence_sampling_is_refused_on_sparse_ground_truth(tmp_path):
+    from ckd.data.synthetic import write_dataset
+    from ckd.errors import CKDError
+
+    seq = tmp_path / "vtuav" / "animal_001"  # VTUAV: one annotation every 10th frame
+    for sub in ("rgb", "ir"):
+        (seq / sub).mkdir(parents=True)
+        for i in range(21):
+            (seq / sub / f"{i:06d}.jpg").touch()
+    (seq / "rgb.txt").write_text("11 21 30 40\n0 0 0 0\n14 24 31 41\n")
+    write_dataset(tmp_path / "lasher", sequences=2, frames=8, seed=4, width=96, height=72)
+    short = sorted((tmp_path / "lasher").iterdir())[1]  # its ground truth stops two frames early
+    for name in ("init.txt", "visible.txt", "infrared.txt"):
+        (short / name).write_text("".join((short / name).read_text().splitlines(keepends=True)[:-2]))
+    vtuav, lasher = {"kind": "vtuav", "root": str(tmp_path / "vtuav")}, {"kind": "lasher", "root": str(short.parent)}
+    for source in (vtuav, lasher):
+        for aug in (Augment(negative_prob=0.2), Augment(reappear_prob=0.2)):
+            with pytest.raises(CKDError, match=r"1 sequence\(s\) are annotated sparsely") as err:
+                build_clips([source], aug)
+            assert "\n" not in str(err.value)
+        assert len(build_clips([source], Augment())) >= 1  # plain positives are fine
+    shutil.rmtree(short)  # sequence 0 alone: annotated on every frame
+    dense = build_clips([lasher, {"kind": "synthetic", "sequences": 1, "frames": 8}], Augment(negative_prob=0.2))
+    assert len(dense) == 2 and not any(c.gt_sparse for c in dense)
 
 
 def test_negative_samples_never_show_the_target():
