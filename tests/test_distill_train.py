@@ -319,6 +319,31 @@ def test_relocation_on_image_pairs(tmp_path, capsys):
     assert evaluate(["--pairs", str(tmp_path / "none")]) == 2
 
 
+def test_relocation_skips_unusable_pairs_and_counts_them(tmp_path, capsys):
+    import cv2
+
+    from ckd.distill.evaluate import main as evaluate
+
+    rng = np.random.default_rng(0)
+    for sub in ("Test_vi", "Test_ir"):
+        (tmp_path / sub).mkdir()
+    sizes = {"good": (96, 128), "cut": (96, 128), "small": (48, 64)}  # thermal height, width
+    for name, size in sizes.items():
+        cv2.imwrite(str(tmp_path / "Test_vi" / f"{name}.jpg"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / "Test_ir" / f"{name}.jpg"), rng.integers(0, 255, size, dtype=np.uint8))
+    cut = tmp_path / "Test_ir" / "cut.jpg"
+    cut.write_bytes(cut.read_bytes()[:200])  # truncated thermal image
+    assert evaluate(["--pairs", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    scores = json.loads(out)
+    assert scores["pairs"] == 1 and scores["skipped"] == 2 and 0 <= scores["student"]["mean_iou"] <= 1
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("skipped")]
+    assert line.startswith("skipped 2 of 3 pairs (first: Test_vi/cut: ") and "truncated" in line
+    (tmp_path / "Test_ir" / "good.jpg").unlink()
+    assert evaluate(["--pairs", str(tmp_path)]) == 2
+    assert "no usable image pair" in capsys.readouterr().err
+
+
 def test_distractor_crops_hold_the_target_and_its_look_alike():
     from ckd.data.synthetic import synthetic_clips
     from ckd.distill.data import _positive_search
