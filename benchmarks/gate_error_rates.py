@@ -16,7 +16,8 @@ whether each `int8` rung got the same verdict on every seed, and writes them all
     .venv/bin/python benchmarks/gate_error_rates.py --seeds 1000,11,7 --keep-ratios 1.0,0.7
     .venv/bin/python benchmarks/gate_error_rates.py --benchmark pairs --data ../shared/data/llvip_pairs --seeds 0
 
-Exported / calibrated / quantized graphs are cached in --work and reused when they belong to the same checkpoint.
+Exported / calibrated / quantized graphs are cached in --work and reused when they belong to the same checkpoint
+(INT8: also the same --calib-frames and CPU target, both in the folder name).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def prepare(args) -> tuple[Path, Path, dict[str, Path]]:
     from edge.backends.onnxruntime import OrtBackend
     from edge.export import export_rungs
     from edge.int8 import quantize_export
+    from quantize.cpu_target import host_target
 
     ckpt = Path(args.checkpoint) if args.checkpoint else DEMO_STUDENT
     sha = file_sha256(ckpt)
@@ -96,13 +98,14 @@ def prepare(args) -> tuple[Path, Path, dict[str, Path]]:
     gray = np.full((256, 320, 3), 128, np.uint8)
     flat = Clip("constant", 64, lambda i: (gray, gray[..., 0]), np.array([140.0, 100, 40, 40]))
     sources = {"int8": (synthetic_clips(8, 64, seed=0), "synthetic", 2), "broken": ([flat], "constant", 1)}
-    out = {}
+    out, target = {}, host_target()  # the INT8 format depends on the CPU (CKD_CPUINFO under an emulator)
     for name, (clips, label, every) in sources.items():
-        calib, int8 = work / f"calib-{name}", work / name
+        key = f"{name}-{args.calib_frames}crops-{target}"
+        calib, int8 = work / f"calib-{key}", work / key
         if not _cached(int8, sha, args.keep_ratios):
             crops = sample_crops(backend, clips, args.calib_frames, every=every, progress=True)
             write_calibration(calib, crops, label, 0, identity)
-            quantize_export(fp32, calib, int8, progress=True)
+            quantize_export(fp32, calib, int8, progress=True, cpu_target=target)
         out[name] = int8
     return work, fp32, out
 

@@ -2,17 +2,23 @@
 
 A `Tap` wraps any backend; while sampling, each run's four input buffers (template crop from init, search
 crop around the previous estimate, as the tracker filled them) are copied. Frames that cannot be read are
-skipped (a clip whose first frame cannot be read is skipped whole); `Clip` reports each one in one line.
+skipped (a clip whose first frame cannot be read is skipped whole); `Clip` reports each one in one line. A clip
+the tracker refuses to start on (RGB and thermal of different sizes) is skipped whole too, as `ckd track` does;
+those are counted in one line.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ckd.data.clip import Clip, FrameError
+from ckd.errors import CKDError
 from ckd.track.backend import INPUT_NAMES
+
+_log = logging.getLogger(__name__)
 
 
 class Tap:
@@ -56,6 +62,7 @@ def sample_crops(
 
     tracker = Tracker(Tap(backend, record))
     bar = tqdm(total=count, desc="calibration crops", unit="crop", disable=not progress)
+    refused: list[str] = []
     for clip in clips:
         if len(samples) >= count:
             break
@@ -63,6 +70,9 @@ def sample_crops(
         try:
             tracker.init(*clip.load(0), clip.init_box)
         except FrameError:
+            continue  # reported by the clip
+        except CKDError as exc:  # RGB and thermal of different sizes, ...
+            refused.append(f"{clip.name}: {exc}")
             continue
         for i in range(1, clip.frames):
             if len(samples) >= count:
@@ -74,6 +84,8 @@ def sample_crops(
             tracker.update(rgb, tir)
         bar.update(len(samples) - before)
     bar.close()
+    if refused:
+        _log.warning("skipped %d clip(s) the tracker cannot start on (first: %s)", len(refused), refused[0])
     samples = samples[:count]
     if not samples:
         return {}

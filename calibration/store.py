@@ -147,7 +147,15 @@ def load_calibration(directory: str | Path) -> CalibrationSet:
             created=str(d.get("created", "")),
             directory=directory,
         )
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        OverflowError,
+    ) as exc:
         raise CKDError(f"{path}: malformed calibration manifest ({type(exc).__name__}: {exc})") from None
     _check_fields(cal, path)
     for shard in cal.shards:

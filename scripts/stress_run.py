@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-dir", default=None, help="ONNX Runtime model folder (default: export the demo student)")
     p.add_argument("--rungs", default="1,0.5", help="keep-ratio rungs for `ckd run --rungs` (default 1,0.5)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per run (default 1)")
-    p.add_argument("--work", default=None, help="folder for the runs' outputs (default: a temporary folder)")
+    p.add_argument("--work", default=None, help="folder for the runs' outputs, cleared per run (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before a hung run is killed (default 600)")
     p.add_argument("--json", default=None, help="also write the summary as JSON to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -71,6 +72,8 @@ def run_once(i: int, args: argparse.Namespace, model: Path, out: Path) -> dict:
         "--rungs", args.rungs, "--threads", str(args.threads), "--target-fps", f"{args.fps:g}", "--out", str(out),
     )  # fmt: skip
     env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    if out.exists():  # a reused --work: an earlier invocation's latency.json must not count for this run
+        shutil.rmtree(out)
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
         rc, err = proc.returncode, proc.stderr

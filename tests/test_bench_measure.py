@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +46,20 @@ def test_cpu_info_reads_model_and_flags(tmp_path):
     assert info["model"] == "Test CPU 9000"
     assert info["flags"] == ["sse4_2", "avx2", "avx512_vnni"]
     assert info["usable_cores"] >= 1
+
+
+def test_cpu_info_reads_the_cpuinfo_the_int8_target_comes_from(tmp_path):
+    """Under QEMU user mode /proc/cpuinfo is the host's: CKD_CPUINFO names the emulated CPU's, for both."""
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nmodel name\t: Emulated AVX2\nflags\t\t: fpu sse4_2 avx avx2 fma\n")
+    code = "import json; from edge.bench.env import cpu_info; from quantize.cpu_target import host_target; "
+    code += "print(json.dumps([cpu_info(), host_target()]))"
+    env = dict(os.environ, CKD_CPUINFO=str(f))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info, target = json.loads(done.stdout)
+    assert info["model"] == "Emulated AVX2" and info["flags"] == ["sse4_2", "avx", "avx2", "fma"]
+    assert target == "avx2"
 
 
 def test_environment_records_versions_threads_and_hashes():

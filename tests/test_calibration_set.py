@@ -115,6 +115,19 @@ def test_image_pairs_folder(tmp_path, backend):
         pair_clips(tmp_path / "other")
 
 
+def test_clips_whose_rgb_and_thermal_differ_in_size_are_skipped_and_counted(tmp_path, backend, caplog):
+    _write_pairs(tmp_path)
+    small = np.random.default_rng(1).integers(0, 255, (48, 64), dtype=np.uint8)
+    for i in (0, 1):
+        cv2.imwrite(str(tmp_path / "Test_ir" / f"{i}.png"), small)  # thermal half the size of the visible image
+    with caplog.at_level("WARNING", logger="calibration.sampler"):
+        crops = sample_crops(backend, pair_clips(tmp_path), 10)
+    assert crops["search_rgb"].shape[0] == 1  # the one usable pair
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "calibration.sampler"]
+    assert line.startswith("skipped 2 clip(s) the tracker cannot start on (first: Test_vi/0: rgb frame 128x96 and")
+    assert "\n" not in line
+
+
 def test_llvip_pairs(shared_dir, backend):
     clips = pair_clips(shared_dir / "data" / "llvip_pairs")
     assert len(clips) >= 40

@@ -66,6 +66,8 @@ MANIFEST_FAULTS = [
     (lambda d: d["shards"][0].update(sha256="not-a-hash"), "sha256 'not-a-hash"),
     (lambda d: (d["shards"][0].update(count=0), d["shards"][1].update(count=6)), "count 0"),
     (lambda d: d.pop("seed"), "malformed calibration manifest"),
+    (lambda d: d.update(count=float("inf")), r"malformed calibration manifest \(OverflowError"),  # json: Infinity
+    (lambda d: d["shards"][0].update(count=float("-inf")), r"malformed calibration manifest \(OverflowError"),
     (lambda d: d.update(format="ckd-calib/9"), "unknown format"),
 ]
 

@@ -42,6 +42,8 @@ def config_edit(path, change) -> None:
         (lambda d: {**d, "ce_keep_ratio": 1.5}, r"ce_keep_ratio must be in \(0, 1\]"),
         (lambda d: {**d, "embed_dim": 32, "num_heads": 2}, "does not fit this architecture"),
         (lambda d: {**d, "bogus": 1}, "unknown config keys: bogus"),
+        (lambda d: {**d, "search_factor": float("inf")}, "config search_factor = inf is not finite"),  # Infinity
+        (lambda d: {**d, "layer_norm_eps": float("inf")}, "config layer_norm_eps = inf is not finite"),
     ],
 )
 def test_bad_config_beside_weights(saved, change, message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,6 +210,32 @@ def test_pairs_from_a_dataset_on_disk(tmp_path):
     assert s["search_tir"].shape == (3, 128, 128)
 
 
+def test_absence_sampling_is_refused_on_sparse_ground_truth(tmp_path):
+    from ckd.data.synthetic import write_dataset
+    from ckd.errors import CKDError
+
+    seq = tmp_path / "vtuav" / "animal_001"  # VTUAV: one annotation every 10th frame
+    for sub in ("rgb", "ir"):
+        (seq / sub).mkdir(parents=True)
+        for i in range(21):
+            (seq / sub / f"{i:06d}.jpg").touch()
+    (seq / "rgb.txt").write_text("11 21 30 40\n0 0 0 0\n14 24 31 41\n")
+    write_dataset(tmp_path / "lasher", sequences=2, frames=8, seed=4, width=96, height=72)
+    short = sorted((tmp_path / "lasher").iterdir())[1]  # its ground truth stops two frames early
+    for name in ("init.txt", "visible.txt", "infrared.txt"):
+        (short / name).write_text("".join((short / name).read_text().splitlines(keepends=True)[:-2]))
+    vtuav, lasher = {"kind": "vtuav", "root": str(tmp_path / "vtuav")}, {"kind": "lasher", "root": str(short.parent)}
+    for source in (vtuav, lasher):
+        for aug in (Augment(negative_prob=0.2), Augment(reappear_prob=0.2)):
+            with pytest.raises(CKDError, match=r"1 sequence\(s\) are annotated sparsely") as err:
+                build_clips([source], aug)
+            assert "\n" not in str(err.value)
+        assert len(build_clips([source], Augment())) >= 1  # plain positives are fine
+    shutil.rmtree(short)  # sequence 0 alone: annotated on every frame
+    dense = build_clips([lasher, {"kind": "synthetic", "sequences": 1, "frames": 8}], Augment(negative_prob=0.2))
+    assert len(dense) == 2 and not any(c.gt_sparse for c in dense)
+
+
 def test_negative_samples_never_show_the_target():
     from ckd.data.synthetic import synthetic_clip
     from ckd.distill.data import _negative_search
@@ -290,6 +317,31 @@ def test_relocation_on_image_pairs(tmp_path, capsys):
     assert scores["pairs"] == 2 and scores["moved box"] == {"mean_iou": pytest.approx(1 / 3, abs=1e-4), "iou>=0.5": 0}
     assert 0 <= scores["student"]["mean_iou"] <= 1
     assert evaluate(["--pairs", str(tmp_path / "none")]) == 2
+
+
+def test_relocation_skips_unusable_pairs_and_counts_them(tmp_path, capsys):
+    import cv2
+
+    from ckd.distill.evaluate import main as evaluate
+
+    rng = np.random.default_rng(0)
+    for sub in ("Test_vi", "Test_ir"):
+        (tmp_path / sub).mkdir()
+    sizes = {"good": (96, 128), "cut": (96, 128), "small": (48, 64)}  # thermal height, width
+    for name, size in sizes.items():
+        cv2.imwrite(str(tmp_path / "Test_vi" / f"{name}.jpg"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / "Test_ir" / f"{name}.jpg"), rng.integers(0, 255, size, dtype=np.uint8))
+    cut = tmp_path / "Test_ir" / "cut.jpg"
+    cut.write_bytes(cut.read_bytes()[:200])  # truncated thermal image
+    assert evaluate(["--pairs", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    scores = json.loads(out)
+    assert scores["pairs"] == 1 and scores["skipped"] == 2 and 0 <= scores["student"]["mean_iou"] <= 1
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("skipped")]
+    assert line.startswith("skipped 2 of 3 pairs (first: Test_vi/cut: ") and "truncated" in line
+    (tmp_path / "Test_ir" / "good.jpg").unlink()
+    assert evaluate(["--pairs", str(tmp_path)]) == 2
+    assert "no usable image pair" in capsys.readouterr().err
 
 
 def test_distractor_crops_hold_the_target_and_its_look_alike():

@@ -27,3 +27,16 @@ def test_ckd_run_survives_many_runs_at_a_high_frame_rate(tmp_path):
     report = json.loads(summary.read_text())
     assert proc.returncode == 0 and report["failed"] == 0, proc.stderr[-6000:]
     assert report["ok"] == RUNS and len(report["tracked_per_run"]) == RUNS and min(report["tracked_per_run"]) > 0
+
+
+def test_a_reused_work_folder_does_not_lend_a_run_an_earlier_report(tmp_path):
+    stale = tmp_path / "run000" / "latency.json"
+    stale.parent.mkdir()
+    stale.write_text(json.dumps({"frames_processed": 120}))  # left by an earlier invocation
+    summary = tmp_path / "stress.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "stress_run.py"), "--runs", "1", "--quiet", "--timeout", "300"]
+    cmd += ["--model-dir", str(tmp_path / "no-model"), "--work", str(tmp_path), "--json", str(summary)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    report = json.loads(summary.read_text())
+    assert proc.returncode == 1 and report["failed"] == 1 and report["tracked_per_run"] == [0], proc.stderr[-3000:]
+    assert not stale.exists()

@@ -37,6 +37,7 @@ from edge.export import export_rungs, random_inputs
 from edge.int8 import optimized_ops, quantize_export, record_gate
 from edge.manifest import Manifest
 from edge.trt.plan import plan_rungs
+from quantize.cpu_target import host_target
 from quantize.fidelity import (
     MIN_SEQUENCES,
     CropAgreement,
@@ -158,14 +159,48 @@ def test_gate_error_rates_self_and_noise_pass_broken_calibration_fails(rates):
     assert doc["cpu"]["flags"] and "false-fail rate, FP32 vs itself: 0/2 rung checks" in stdout
 
 
+def _calib(work: Path, name: str) -> Path:
+    """The calibration set `gate_error_rates.py` made for `name` (int8, broken): 64 crops, this CPU's target."""
+    return work / f"calib-{name}-64crops-{host_target()}"
+
+
+def test_gate_error_rates_cache_holds_calib_frames_and_cpu_target(rates, tmp_path, monkeypatch):
+    import argparse
+    import importlib.util
+
+    from quantize import cpu_target
+
+    work, _, _ = rates
+    spec = importlib.util.spec_from_file_location("gate_error_rates", ROOT / "benchmarks" / "gate_error_rates.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = argparse.Namespace(checkpoint=None, work=str(work.parent), keep_ratios=(1.0,), threads=1, calib_frames=64)
+    here = host_target()
+    made = {name: (work / f"{name}-64crops-{here}" / "manifest.json").stat().st_mtime_ns for name in ("int8", "broken")}
+    _, _, graphs = script.prepare(args)  # what the fixture's run made: reused
+    assert graphs == {name: work / f"{name}-64crops-{here}" for name in made}
+    assert {name: (graphs[name] / "manifest.json").stat().st_mtime_ns for name in made} == made
+    args.calib_frames = 8
+    _, _, graphs = script.prepare(args)
+    assert graphs == {name: work / f"{name}-8crops-{here}" for name in made}
+    assert all(Manifest.load(g).calibration["count"] == 8 for g in graphs.values())
+    other = "vnni" if here == "avx2" else "avx2"
+    cpuinfo = tmp_path / "cpuinfo"  # what CKD_CPUINFO names under an emulator
+    cpuinfo.write_text("flags\t: fpu sse2 avx2" + (" avx512_vnni\n" if other == "vnni" else "\n"))
+    monkeypatch.setattr(cpu_target, "CPUINFO", cpuinfo)
+    _, _, graphs = script.prepare(args)
+    assert graphs == {name: work / f"{name}-8crops-{other}" for name in made}
+    assert all(Manifest.load(g).calibration["cpu_target"] == other for g in graphs.values())
+
+
 def _quantize(rates, calib: str, out: Path, *extra: str) -> int:
     work, _, _ = rates
-    argv = ["quantize", "--onnx", str(work / "fp32"), "--calib", str(work / calib), "--out", str(out), "--gate"]
+    argv = ["quantize", "--onnx", str(work / "fp32"), "--calib", str(_calib(work, calib)), "--out", str(out), "--gate"]
     return main([*argv, "--eval-sequences", str(MIN_SEQUENCES), "--eval-length", "20", "--threads", "1", *extra])
 
 
 def test_gate_cli_passes_real_calibration(rates, tmp_path, capsys):
-    assert _quantize(rates, "calib-int8", tmp_path / "ok") == 0
+    assert _quantize(rates, "int8", tmp_path / "ok") == 0
     out = capsys.readouterr().out
     assert "k=1.00: 95 crops, median IoU" in out and "over 5 sequences: pass" in out
     manifest = Manifest.load(tmp_path / "ok")
@@ -190,7 +225,7 @@ def test_failed_gate_leaves_nothing_a_later_command_accepts(rates, tmp_path, cap
     """Every consumer of an INT8 folder refuses one whose rungs all failed: one line, no traceback, no output."""
     work, _, _ = rates
     bad = tmp_path / "bad"
-    assert _quantize(rates, "calib-broken", bad) == 2
+    assert _quantize(rates, "broken", bad) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: one error line
     assert err.startswith("ckd quantize: error: fidelity gate failed for 1 rung(s), removed from the manifest")
     assert "worst k=1.00: median box IoU" in err
@@ -211,7 +246,7 @@ def test_failed_gate_leaves_nothing_a_later_command_accepts(rates, tmp_path, cap
     assert refused in capsys.readouterr().err and not (tmp_path / "b.tar.gz").exists()
     demo = tmp_path / "demo"  # `ckd demo` over finished steps whose quantize step failed its gate
     shutil.copytree(work / "fp32", demo / "model" / "fp32")
-    shutil.copytree(work / "calib-int8", demo / "calib")
+    shutil.copytree(_calib(work, "int8"), demo / "calib")
     shutil.copytree(bad, demo / "model" / "int8")
     assert main(["demo", "--out", str(demo)]) == 2
     assert "no INT8 rung passed the fidelity gate" in capsys.readouterr().err

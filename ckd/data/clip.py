@@ -5,7 +5,8 @@ in RGB order; thermal as the sensor or dataset stores it: 16-bit, 8-bit grey, gr
 colour); `load(i)` gives what the network sees: the same RGB and the thermal through `thermal_to_8bit`, the one
 mapping the run-time loop uses too. The first thermal kind seen is announced once per process in one line, and
 a change of kind inside a clip is reported. `gt` is N x 4 0-based x, y, w, h (NaN rows: absent or unknown) when
-known; `init_box` defaults to its first row.
+known; `init_box` defaults to its first row. `gt_sparse` is True when some NaN rows mark frames nobody annotated
+(ground truth every k-th frame, or shorter than the clip), so a NaN row there does not mean the target is absent.
 
 A frame that cannot be used raises `FrameError` (a `CKDError` naming the file: missing, empty or corrupt), which
 consumers that can go on (tracking, sampling) catch per frame; each is counted per sensor (`problems`), reported
@@ -56,6 +57,7 @@ class Clip:
         self.init_box = None if init_box is None else np.array(init_box, np.float64)
         self.thermal_kind: str | None = None
         self.distractors: np.ndarray | None = None  # K x N x 4 boxes of known look-alikes (synthetic clips)
+        self.gt_sparse = False  # some NaN rows of gt are frames nobody annotated, not an absent target
         self.problems: dict[str, dict[int, str]] = {s: {} for s in SENSORS}  # frame index -> missing/empty/corrupt
 
     def __len__(self) -> int:
@@ -108,4 +110,5 @@ class Clip:
         gt = None if self.gt is None else self.gt[:n]
         clip = Clip(name or self.name, n, pairs.__getitem__, self.init_box, gt)
         clip.thermal_kind = GRAY8  # already mapped: nothing new to announce
+        clip.gt_sparse = self.gt_sparse
         return clip

@@ -141,7 +141,9 @@ def read_sequence(benchmark: str, seq_dir: Path) -> Sequence:
     if holes or abs(len(gt) - n) >= layout.every:
         missing = f"frames missing: {' and '.join(holes)} (pairs go by frame number)" if holes else "no frame missing"
         _log.warning("%s: frames %d..%d, %s; %d ground-truth rows", seq_dir, first, last, missing, len(gt))
-    return Sequence(seq_dir.name, rgb_frames, tir_frames, _fit(gt, n), gt_tir, first)
+    seq = Sequence(seq_dir.name, rgb_frames, tir_frames, _fit(gt, n), gt_tir, first)
+    seq.gt_sparse = layout.every > 1 or len(gt) < n  # NaN rows there are also frames nobody annotated
+    return seq
 
 
 def _split_dir(layout: Layout, root: Path, split: str) -> Path:

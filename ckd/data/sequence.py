@@ -66,11 +66,6 @@ def read_frame(path: Path, sensor: str = "rgb") -> np.ndarray:
     return image
 
 
-def read_image_rgb(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB (grey files replicated); one `CKDError` line when it cannot be used."""
-    return read_frame(path, "rgb")
-
-
 def number_frames(folder: Path) -> dict[int, Path]:
     """Image files in `folder` by frame number; files without a number are skipped with a notice, two files with
     the same number are an error."""

@@ -24,8 +24,12 @@ from ckd.track.crop import crop_into, normalize_into
 from ckd.track.tracker import clip_box
 
 
-def build_clips(sources: tuple[dict, ...] | list[dict]) -> list[Clip]:
-    """Every sequence of every configured source."""
+def build_clips(sources: tuple[dict, ...] | list[dict], augment: Augment | None = None) -> list[Clip]:
+    """Every sequence of every configured source.
+
+    Negative and reappearance samples (`augment.negative_prob`, `reappear_prob` > 0) read a NaN ground-truth row as
+    "target absent"; they are refused when a sequence's ground truth is sparse (`Clip.gt_sparse`: NaN rows there are
+    also frames nobody annotated, where the target may well be in view)."""
     clips: list[Clip] = []
     for src in sources:
         kind = src.get("kind")
@@ -46,6 +50,12 @@ def build_clips(sources: tuple[dict, ...] | list[dict]) -> list[Clip]:
             raise CKDError(f"data source {src} needs a kind (synthetic or a benchmark name)")
     if not clips:
         raise CKDError("no training sequences found in the configured data sources")
+    sparse = [c.name for c in clips if c.gt_sparse]
+    if augment is not None and (augment.negative_prob > 0 or augment.reappear_prob > 0) and sparse:
+        raise CKDError(
+            f"augment.negative_prob/reappear_prob need ground truth on every frame, but {len(sparse)} sequence(s) "
+            f"are annotated sparsely or not to the end (first: {sparse[0]}); set both to 0 or leave those out"
+        )
     return clips
 
 

@@ -56,26 +56,36 @@ def track_synthetic(model, seed: int, sequences: int, frames: int, width: int, h
 
 def relocate_pairs(model, root, shift: float = 0.5, keep_ratio=None) -> dict:
     """Mean IoU with the initial box after one update from an estimate moved by `shift` box sizes (4 directions
-    per pair), for the student and for the moved box; plus the share of updates that end at IoU >= 0.5."""
+    per pair), for the student and for the moved box; plus the share of updates that end at IoU >= 0.5. A pair that
+    cannot be used (an unreadable image, RGB and thermal of different sizes) is skipped and counted (one line)."""
     from ckd.data.pairs import pair_clips
     from ckd.eval.metrics import overlap
     from ckd.track.torch_backend import TorchBackend
     from ckd.track.tracker import Tracker
 
     tracker = Tracker(TorchBackend(model))
-    student, moved = [], []
+    student, moved, skipped = [], [], []
     clips = pair_clips(root)
     for clip in clips:
-        frame = clip.load(0)
         box = clip.init_box
-        tracker.init(*frame, box)
+        try:
+            frame = clip.load(0)
+            tracker.init(*frame, box)
+        except CKDError as exc:  # an unreadable image (FrameError) or RGB and thermal of different sizes
+            skipped.append(f"{clip.name}: {exc}")
+            continue
         for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
             start = box + np.array([dx * shift * box[2], dy * shift * box[3], 0.0, 0.0])
             tracker.state = start
             student.append(overlap(tracker.update(*frame, keep_ratio=keep_ratio)[0][None], box[None])[0])
             moved.append(overlap(start[None], box[None])[0])
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(clips)} pairs (first: {skipped[0]})", file=sys.stderr)
+    if len(skipped) == len(clips):
+        raise CKDError(f"{root}: no usable image pair")
     return {
-        "pairs": len(clips),
+        "pairs": len(clips) - len(skipped),
+        "skipped": len(skipped),
         "shift": shift,
         **{
             name: {"mean_iou": round(float(np.mean(v)), 4), "iou>=0.5": round(float(np.mean(np.array(v) >= 0.5)), 4)}

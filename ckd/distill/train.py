@@ -190,7 +190,7 @@ def _train(cfg: DistillConfig, out: Path, resume: bool) -> Path:
         _set_rng_state(ckpt["rng"])
     start_stage, start_step = (ckpt["stage"], ckpt["step"]) if ckpt else (0, 0)
     global_step = ckpt["global_step"] if ckpt else 0
-    clips = build_clips(cfg.data)
+    clips = build_clips(cfg.data, cfg.augment)
     s = cfg.student
     spec = SampleSpec(
         template_size=s.template_size,

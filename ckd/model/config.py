@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,8 @@ class CKDConfig:
             ok = isinstance(value, kind) and not (numeric and isinstance(value, bool))
             if not ok or (numeric and name != "drop_path" and not value > 0):
                 raise CKDError(f"{source}: config {name} = {value!r} is not a {_TYPE_WORDS[kind]}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise CKDError(f"{source}: config {name} = {value!r} is not finite")
         if not isinstance(d.get("extra", {}), dict):
             raise CKDError(f"{source}: config extra must be a JSON object")
         ce_loc = d["ce_loc"]

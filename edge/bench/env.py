@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from quantize.cpu_target import cpu_flags, host_cpuinfo
+
 # CPU flags that decide which GEMM kernels run (x86 SIMD / VNNI / AMX, Arm NEON / dot product / SVE).
 RELEVANT_FLAGS = (
     "sse4_2",
@@ -29,20 +31,24 @@ RELEVANT_FLAGS = (
 LIBRARIES = ("numpy", "torch", "onnx", "onnxruntime", "opencv-python-headless", "tensorrt", "ckd-edge")
 
 
-def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
-    """CPU model, the relevant ISA flags and core counts (logical, usable by this process)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        text = ""
+def cpu_info(cpuinfo: str | Path | None = None) -> dict:
+    """CPU model, the relevant ISA flags and core counts (logical, usable by this process).
+
+    `cpuinfo` None: this machine's, read as `quantize.cpu_target` reads it (`CKD_CPUINFO` under an emulator), so
+    the flags shown are those the INT8 target is chosen from."""
+    model = platform.processor() or platform.machine()
+    if cpuinfo is None:
+        text = host_cpuinfo()
+    else:
+        try:
+            text = Path(cpuinfo).read_text()
+        except OSError:
+            text = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and value.strip():
+        if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
             model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = set(value.split())
+    flags = cpu_flags(text)[1]
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "model": model,
