@@ -9,9 +9,11 @@ import json
 import numpy as np
 import pytest
 
+from ckd.data.synthetic import SyntheticSequence
 from ckd_cli.main import main as ckd
 from edge.backends.onnxruntime import OrtBackend
 from edge.trt import device_check
+from quantize.cpu_target import FORMATS, host_target
 
 
 def test_iou():
@@ -22,9 +24,36 @@ def test_iou():
 
 @pytest.mark.parametrize(("folder", "precision"), [("fp32", "fp32"), ("trt", "int8")])
 def test_tracking_criterion_holds_for_the_demo_student(demo_graphs, folder, precision):
+    if folder == "trt" and host_target() not in FORMATS["s8s8"].exact_on:
+        # TensorRT's symmetric S8S8 graphs saturate in ONNX Runtime's x86 kernels without VNNI (issue 12)
+        pytest.skip(f"TensorRT-format INT8 runs exactly under ONNX Runtime only on VNNI or Arm, not {host_target()}")
     result = device_check.track_clip(OrtBackend(demo_graphs / folder, precision=precision))
-    assert result["frames"] == device_check.TRACK_FRAMES - 1
-    assert result["median_iou"] >= device_check.MIN_MEDIAN_IOU + 0.15  # margin for FP16/INT8 engines
+    visible = SyntheticSequence(device_check.TRACK_SEED, frames=device_check.TRACK_FRAMES).visible
+    assert result["frames"] == int((visible[1:] & visible[:-1]).sum())
+    assert result["median_iou"] >= device_check.MIN_MEDIAN_IOU + 0.05  # margin for FP16/INT8 engines
+
+
+def test_tracking_criterion_fails_a_backend_that_does_not_localise(demo_graphs):
+    seq = SyntheticSequence(device_check.TRACK_SEED, frames=device_check.TRACK_FRAMES)
+    both = seq.visible[1:] & seq.visible[:-1]
+    stay = device_check.iou(seq.boxes[:-1][both].astype(float), seq.boxes[1:][both].astype(float))
+    assert np.median(stay) < device_check.MIN_MEDIAN_IOU - 0.1  # re-centring alone does not pass the check
+
+    class Frozen:  # the real FP32 graphs, with the network's box estimate replaced by the crop centre
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def run(self, buffers, keep_ratio):
+            out = dict(self.inner.run(buffers, keep_ratio))
+            out["score_map"] = np.zeros_like(out["score_map"])
+            out["offset_map"] = np.zeros_like(out["offset_map"])
+            return out
+
+    with pytest.raises(RuntimeError, match="median IoU with the ground truth"):
+        device_check.track_clip(Frozen(OrtBackend(demo_graphs / "fp32", precision="fp32")))
 
 
 def test_prepare_makes_clean_graphs_for_every_tensorrt(tmp_path, capsys):

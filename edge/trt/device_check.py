@@ -26,11 +26,15 @@ from ckd.errors import CKDError
 MODELS = ("demo", "base")
 KEEP_RATIO = 0.7
 CALIBRATION_SAMPLES = {"demo": 32, "base": 8}
-# Tracking check: the demo student on synthetic clip seed 7 (held out from training), keep 0.7; ONNX Runtime FP32
-# passes it on the CPU (tests/test_device_check.py prints its median IoU), the engines must as well.
+# Tracking check: the demo student on synthetic clip seed 7 (held out from training), keep 0.7, each frame's search
+# region cut around the previous frame's true box (VOT-style re-centring, as the fidelity gate does), so the check
+# measures the engines' localisation frame by frame, not how long a small student holds a target through the clip's
+# occlusions and look-alikes. ONNX Runtime FP32 passes it on the CPU (tests/test_device_check.py); the engines must.
 TRACK_FRAMES = 60
 TRACK_SEED = 7
-MIN_MEDIAN_IOU = 0.5  # measured on this clip: ONNX Runtime FP32 0.79, TensorRT-format INT8 Q/DQ 0.77
+# Measured on this clip: demo student FP32 (torch / ONNX Runtime) 0.84 at keep 0.7; a box that stays where the target
+# was one frame earlier 0.55, so the limit sits between the two.
+MIN_MEDIAN_IOU = 0.7
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,7 +136,8 @@ def check_build(root: Path, device, trt, features) -> dict:
 
 
 def track_clip(backend) -> dict:
-    """Track the held-out synthetic clip at keep 0.7; fails unless every box is finite and near the target."""
+    """Track the held-out synthetic clip at keep 0.7, re-centred on the previous true box wherever the target is in
+    view in both frames; fails unless every box is finite and the median IoU with the ground truth is high."""
     from ckd.data.synthetic import SyntheticSequence
     from ckd.data.thermal import thermal_to_8bit
     from ckd.track.tracker import Tracker
@@ -146,6 +151,9 @@ def track_clip(backend) -> dict:
         if i == 0:
             tracker.init(f.rgb, tir, f.box)
             continue
+        if not (seq.visible[i] and seq.visible[i - 1]):
+            continue
+        tracker.state = np.asarray(seq.boxes[i - 1], dtype=np.float64).copy()
         boxes.append(tracker.update(f.rgb, tir, keep_ratio=KEEP_RATIO)[0])
         gt.append(f.box)
     boxes_a, gt_a = np.array(boxes, dtype=np.float64), np.array(gt, dtype=np.float64)
