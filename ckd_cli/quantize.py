@@ -106,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     from edge.int8_tiers import quantize_gated, tiers_to_try
     from quantize.fidelity import worst_rung
 
+    fixed = args.engine == "modelopt" or args.fmt == "trt"  # TensorRT-style graphs: conservative only
+    if args.fmt == "trt" and args.engine == "modelopt":
+        raise CKDError("--engine modelopt does not apply to --format trt (the kit's TensorRT Q/DQ quantizer runs)")
+    if fixed and args.tier in ("balanced", "aggressive"):
+        raise CKDError(f"--tier {args.tier} needs --format ort --engine ort: these graphs are conservative only")
     limits = Thresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Thresholds)})
     if not 0.0 < limits.confidence < 1.0:
         raise CKDError(f"--confidence {limits.confidence:g}: must lie between 0 and 1")
@@ -123,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     clips = open_clips(args.eval_benchmark, args.eval_data, args.eval_sequences, args.eval_length, args.eval_seed)
     reset = not args.free_running
-    fixed = args.engine == "modelopt" or args.fmt == "trt"  # TensorRT-style graphs: conservative only
     tiers = tiers_to_try("conservative" if fixed and args.tier == "auto" else args.tier)
     search = quantize_gated(
         args.onnx,

@@ -87,3 +87,20 @@ def test_fastest_passing_tier_is_kept_and_recorded(nano_calibrated, tmp_path, ca
     assert sorted(t["tier"] for t in report["tiers_tried"]) == sorted(TIER_NAMES)
     assert all(t["model_ms"] > 0 for t in report["tiers_tried"])
     assert "model time per tier" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--format", "trt", "--engine", "modelopt"], "--engine modelopt does not apply to --format trt"),
+        (["--format", "trt", "--tier", "balanced"], "--tier balanced needs --format ort --engine ort"),
+        (["--engine", "modelopt", "--tier", "aggressive", "--gate"], "--tier aggressive needs --format ort"),
+    ],
+)
+def test_options_the_format_would_ignore_are_refused(tmp_path, capsys, extra, message):
+    """Combinations `quantize_export` would silently replace (engine, tier) fail in one line before any work."""
+    argv = ["quantize", "--onnx", str(tmp_path / "fp32"), "--calib", str(tmp_path / "calib")]
+    assert main([*argv, "--out", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ckd quantize: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
