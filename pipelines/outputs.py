@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -202,6 +203,10 @@ class OverlayVideo:
             err, _ = msg.parse_error()
             self.tmp.unlink(missing_ok=True)
             raise CKDError(f"overlay video {self.path}: element '{msg.src.get_name()}': {err.message}")
+        if self.frames and msg is None:
+            print(
+                f"overlay video {self.path}: not finalised (no end of stream within {timeout_s:g} s)", file=sys.stderr
+            )
         if self.frames == 0 or msg is None or not self.tmp.exists():
             self.tmp.unlink(missing_ok=True)
             return None
