@@ -41,11 +41,10 @@ def fake_trt(version: str):
 def test_trt10_shape():
     trt = fake_trt("10.3.0")
     f = detect(trt)
-    assert f.major == 10 and f.named_tensors and f.execute_v3 and f.strongly_typed and f.memory_pool_limit
+    assert f.major == 10 and f.named_tensors and f.execute_v3 and f.memory_pool_limit
     assert not f.explicit_batch_flag  # deprecated no-op in 10: not passed
     f.require_supported()
-    assert network_flags(trt, f, strongly_typed=True) == 1 << 1
-    assert network_flags(trt, f, strongly_typed=False) == 0
+    assert network_flags(trt, f) == 0  # weakly typed, no EXPLICIT_BATCH
     # weakly typed with FP16 + INT8: layers outside Q/DQ run FP16, not the FP32 a strongly typed graph forces
     assert int8_route(f, has_qdq=True, has_calibration_cache=True) == "qdq"
     with pytest.raises(CKDError, match="ckd quantize --format trt"):
@@ -56,9 +55,9 @@ def test_trt10_shape():
 def test_trt8_shape(version):
     trt = fake_trt(version)
     f = detect(trt)
-    assert f.named_tensors and f.execute_v3 and f.explicit_batch_flag and not f.strongly_typed
+    assert f.named_tensors and f.execute_v3 and f.explicit_batch_flag
     f.require_supported()
-    assert network_flags(trt, f, strongly_typed=True) == 1 << 0  # EXPLICIT_BATCH only
+    assert network_flags(trt, f) == 1 << 0  # EXPLICIT_BATCH only
     assert int8_route(f, has_qdq=True, has_calibration_cache=False) == "qdq"
     assert int8_route(f, has_qdq=False, has_calibration_cache=True) == "calibration-cache"
 

@@ -54,7 +54,7 @@ def build_engine(
     """Parse the plan's ONNX and build a serialized engine; the timing cache is read and written back."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt, features, strongly_typed=False))
+    network = builder.create_network(network_flags(trt, features))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(plan.onnx.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

@@ -1,7 +1,7 @@
 """Which TensorRT Python API a module offers, decided in one place (8.5, 8.6 and 10.x differ).
 
 Everything else asks a `TrtFeatures` instead of checking versions: name-based tensor I/O,
-`execute_async_v3`, strongly typed networks, workspace limits, timing caches, DLA.
+`execute_async_v3`, the explicit-batch flag, workspace limits, timing caches, DLA.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ class TrtFeatures:
     named_tensors: bool  # engine.num_io_tensors / get_tensor_name / get_tensor_mode (8.5+)
     execute_v3: bool  # context.set_tensor_address + execute_async_v3 (8.5+)
     explicit_batch_flag: bool  # EXPLICIT_BATCH must be passed to create_network (8.x; deprecated no-op in 10)
-    strongly_typed: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED (10.x)
     memory_pool_limit: bool  # config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, n) (8.4+)
     build_serialized: bool  # builder.build_serialized_network (8.0+; build_engine removed in 10)
     timing_cache: bool  # config.create_timing_cache / set_timing_cache
@@ -74,7 +73,6 @@ def detect(trt: ModuleType) -> TrtFeatures:
         named_tensors=all(hasattr(engine, n) for n in ("num_io_tensors", "get_tensor_name", "get_tensor_mode")),
         execute_v3=hasattr(context, "execute_async_v3") and hasattr(context, "set_tensor_address"),
         explicit_batch_flag=hasattr(net_flags, "EXPLICIT_BATCH") and major < 10,
-        strongly_typed=hasattr(net_flags, "STRONGLY_TYPED"),
         memory_pool_limit=hasattr(config, "set_memory_pool_limit") and hasattr(trt, "MemoryPoolType"),
         build_serialized=hasattr(builder, "build_serialized_network"),
         timing_cache=hasattr(config, "create_timing_cache") and hasattr(config, "set_timing_cache"),
@@ -84,13 +82,11 @@ def detect(trt: ModuleType) -> TrtFeatures:
     )
 
 
-def network_flags(trt: ModuleType, features: TrtFeatures, strongly_typed: bool) -> int:
-    """Bits for `builder.create_network`: EXPLICIT_BATCH on 8.x, STRONGLY_TYPED when asked and available."""
+def network_flags(trt: ModuleType, features: TrtFeatures) -> int:
+    """Bits for `builder.create_network`: EXPLICIT_BATCH on 8.x; networks are weakly typed (`int8_route`)."""
     flags = 0
     if features.explicit_batch_flag:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if strongly_typed and features.strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return flags
 
 
