@@ -48,7 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--precisions", type=_names, default="fp32,int8", help="fp32,int8,fp16 where a backend has it (%(default)s)"
     )
     p.add_argument(
-        "--keep-ratios", type=float_list("keep ratios"), default="1.0,0.7", help="rungs to measure (%(default)s)"
+        "--keep-ratios",
+        type=float_list("keep ratios"),
+        default=None,
+        help="rungs to measure (default 1.0,0.7; with --model-dir: the folder's own rungs)",
     )
     p.add_argument("--frames", type=int, default=50, help="frames in the clip; the first initialises (%(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed tracker updates per configuration (%(default)s)")
@@ -128,7 +131,7 @@ def run_device(args: argparse.Namespace) -> int:
         args.model_dir,
         frames=args.frames,
         warmup=args.warmup,
-        keep_ratios=sorted(set(args.keep_ratios)),
+        keep_ratios=sorted(set(args.keep_ratios)) if args.keep_ratios else None,  # None: the folder's rungs
         cuda_graphs=args.cuda_graphs,
         seed=args.seed,
     )
@@ -144,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model_dir is not None:
         return run_device(args)
+    keep_ratios = args.keep_ratios if args.keep_ratios else [1.0, 0.7]
     from edge.bench import env, report
     from edge.bench.clip import dataset_clip, synthetic_clip
     from edge.bench.roofline import best_ceilings, count_macs, gemm_ceilings
@@ -160,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(threads)
     models = _load_models(args)
     for m in models:
-        for r in args.keep_ratios:
+        for r in keep_ratios:
             m.cfg.keep_ratios(r)  # validates each rung
     clip = (
         dataset_clip(args.eval, args.frames, args.eval_sequence)
@@ -171,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         models=models,
         backends=args.backends,
         precisions=args.precisions,
-        keep_ratios=sorted(set(args.keep_ratios), reverse=True),
+        keep_ratios=sorted(set(keep_ratios), reverse=True),
         warmup=args.warmup,
         threads=threads,
         cache_dir=args.cache_dir,

@@ -84,6 +84,19 @@ def test_unknown_model_is_a_clean_error(capsys):
     assert "--model 'huge'" in capsys.readouterr().err
 
 
+def test_model_dir_measures_the_folders_rungs_unless_told(tmp_path, monkeypatch):
+    """`--model-dir` without `--keep-ratios` passes None (the folder's own rungs), not the PyTorch rows' default."""
+    import edge.trt.bench as trt_bench
+
+    seen = []
+    monkeypatch.setattr(trt_bench, "bench_tensorrt", lambda _dir, **kw: seen.append(kw["keep_ratios"]) or {})
+    monkeypatch.setattr(trt_bench, "markdown", lambda doc: "")
+    monkeypatch.setattr(trt_bench, "write_reports", lambda *a: None)
+    argv = ["bench", "--backends", "tensorrt", "--model-dir", str(tmp_path)]
+    assert main(argv) == 0 and main([*argv, "--keep-ratios", "0.7,1.0,0.7"]) == 0
+    assert seen == [None, [0.7, 1.0]]
+
+
 def test_nanotrack_peer_on_the_same_frames(shared_dir):
     folder = shared_dir / "peers" / "nanotrack_v2"
     if nanotrack_files(folder) is None:
