@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="build TensorRT engines for this device from an ONNX export",
         description="Build one TensorRT engine per keep-ratio rung of an export (manifest.json beside the ONNX "
         "rungs) on the device that will run them. Engines are cached under a key of model sha256, rung, precision, "
-        "TensorRT version, device and DLA core, and rebuilt with a one-line reason when any of these changes. "
+        "TensorRT version, device, compute capability, DLA core and (INT8 from a calibration cache) the cache's "
+        "sha256, and rebuilt with a one-line reason when any of these changes. "
         "`best` builds FP16 and INT8 side by side, times both on the GPU, checks both against the reference "
         "outputs made on the host (reference.npz, from `ckd export` / `ckd flash`) and keeps the faster one that "
         "passes; an engine that fails to build or to pass is recorded with its reason in engines/selection.json and "

@@ -42,7 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="runtime (default auto: TensorRT for --model-dir with built engines, else ONNX Runtime; torch for a "
         "checkpoint)",
     )
-    p.add_argument("--model-dir", "--model", dest="model_dir", default=None, help="exported model folder (onnxruntime)")
+    p.add_argument(
+        "--model-dir",
+        "--model",
+        dest="model_dir",
+        default=None,
+        help="exported model folder (ONNX Runtime, or TensorRT with engines from `ckd build`)",
+    )
     p.add_argument("--precision", default=None, help="engine precision for onnxruntime (default: the best exported)")
     p.add_argument("--random-preset", default=None, help="untrained network of a preset (smoke tests only)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
