@@ -122,12 +122,14 @@ def op_profile(path: Path, threads: int, runs: int = 4) -> list[tuple[str, float
 
     so = session_options(threads)
     so.enable_profiling = True
-    so.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    feeds = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
-    for _ in range(runs):
-        sess.run(None, feeds)
-    events = json.loads(Path(sess.end_profiling()).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        so.profile_file_prefix = str(Path(tmp) / "ort")
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
+        for _ in range(runs):
+            sess.run(None, feeds)
+        events = json.loads(Path(sess.end_profiling()).read_text())
     per_op: collections.Counter = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
@@ -174,6 +176,7 @@ def main() -> int:
     from edge.bench.gemm_floor import policy_floor
     from edge.bench.roofline import count_macs, int8_format_gops, ort_gops
     from edge.int8 import optimized_ops
+    from edge.manifest import rung_filename
     from quantize.cpu_target import FORMAT_FOR_TARGET, host_target, resolve_target
 
     torch.set_num_threads(args.threads)
@@ -223,7 +226,7 @@ def main() -> int:
         f" = {pf['total_ms'] / floor_ms:.2f}x floor"
     )
     fastest = min(int8_dirs, key=lambda n: rows[f"ort int8 {n} @0.70"]["model_ms"])
-    path = int8_dirs[fastest] / "ckd_k0.70_int8.onnx"
+    path = int8_dirs[fastest] / rung_filename(0.7, "int8")
     ops = optimized_ops(path)
     int8_ops = {
         k: v for k, v in ops.items() if k.startswith(("QLinear", "QGemm", "MatMulInteger", "Dynamic", "MatMulN"))
