@@ -51,8 +51,7 @@ def tracking_backend(model: str | None):
 
     if model and Path(model).is_dir():
         backend = make_backend("onnxruntime", model, precision="fp32")
-        m = backend.manifest
-        return backend, {"name": m.config.get("name", "?"), "checkpoint_sha256": m.checkpoint_sha256}
+        return backend, backend.manifest.model_identity()
     backend = make_backend("torch", model)
     return backend, {"name": backend.cfg.name, "checkpoint_sha256": file_sha256(model or DEMO_STUDENT)}
 

@@ -212,6 +212,14 @@ class Manifest:
         failed = (self.gate or {}).get("failed") or []
         return {float(f["keep_ratio"]): [str(x) for x in f.get("failures", [])] for f in failed}
 
+    def gate_failed_at(self, keep_ratio: float) -> bool:
+        """True when the fidelity gate removed this keep ratio's rung."""
+        return any(abs(k - keep_ratio) < 1e-6 for k in self.failed_gate())
+
+    def model_identity(self) -> dict:
+        """The model these graphs come from, as calibration sets record it (`calibration.store`)."""
+        return {"name": self.config.get("name", "?"), "checkpoint_sha256": self.checkpoint_sha256}
+
     def gate_note(self) -> str | None:
         """One line naming the rungs the fidelity gate removed from this folder, or None."""
         failed = self.failed_gate()

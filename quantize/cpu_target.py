@@ -92,10 +92,11 @@ def describe(cpuinfo_text: str) -> str:
     return f"x86 ({', '.join(have) or 'no AVX2'}{'' if flags.intersection(VNNI_FLAGS) else ', no VNNI'})"
 
 
-def host_cpuinfo() -> str:
-    """This machine's /proc/cpuinfo text ("" where there is none)."""
+def host_cpuinfo(path: Path | None = None) -> str:
+    """This machine's /proc/cpuinfo text (`CKD_CPUINFO` under an emulator), or the file `path`; "" where there is
+    none."""
     try:
-        return CPUINFO.read_text()
+        return (path or CPUINFO).read_text()
     except OSError:
         return ""
 

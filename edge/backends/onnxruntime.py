@@ -106,7 +106,7 @@ class OrtBackend:
             if abs(r - k) < 1e-6:
                 return rung
         have = ", ".join(f"{r:.2f}" for r in self.keep_ratios)
-        gate = "; it failed the fidelity gate" if any(abs(r - k) < 1e-6 for r in self.manifest.failed_gate()) else ""
+        gate = "; it failed the fidelity gate" if self.manifest.gate_failed_at(k) else ""
         raise CKDError(
             f"{self.manifest.directory}: no {self.precision} rung with keep ratio {k:.2f} (rungs: {have}){gate}"
         )

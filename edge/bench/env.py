@@ -37,13 +37,7 @@ def cpu_info(cpuinfo: str | Path | None = None) -> dict:
     `cpuinfo` None: this machine's, read as `quantize.cpu_target` reads it (`CKD_CPUINFO` under an emulator), so
     the flags shown are those the INT8 target is chosen from."""
     model = platform.processor() or platform.machine()
-    if cpuinfo is None:
-        text = host_cpuinfo()
-    else:
-        try:
-            text = Path(cpuinfo).read_text()
-        except OSError:
-            text = ""
+    text = host_cpuinfo(None if cpuinfo is None else Path(cpuinfo))
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():

@@ -77,8 +77,7 @@ def prepare(graphs: Path, models: tuple[str, ...] = MODELS, log=print) -> None:
             # `ckd calibrate --model fp32 --frames N`: the FP32 graphs in ONNX Runtime over its default clips
             backend = OrtBackend(root / "fp32", precision="fp32")
             crops = sample_crops(backend, synthetic_clips(8, 64, 0), CALIBRATION_SAMPLES[name], every=2, progress=True)
-            identity = {"name": export.config.get("name", "?"), "checkpoint_sha256": export.checkpoint_sha256}
-            cal = write_calibration(root / "calib", crops, "synthetic", 0, identity)
+            cal = write_calibration(root / "calib", crops, "synthetic", 0, export.model_identity())
             log(f"{name}: {cal.count} calibration samples")
             # `ckd quantize --format trt` (not gated: `ckd build` gates the engines on the device)
             int8 = quantize_export(root / "fp32", root / "calib", root / "int8", fmt="trt", progress=True)

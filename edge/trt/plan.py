@@ -78,7 +78,6 @@ def plan_rungs(
         raise CKDError(f"{export.directory}: the export manifest has no fp32 rungs to build from")
     qdq_source = int8_export or export
     cache_file = (qdq_source.calibration or {}).get("cache")
-    gate_failed = list(qdq_source.failed_gate())
     pinned = (export.target or {}).get("layernorm") == "decomposed"
     plans = []
     for rung in sorted(fp32, key=lambda r: -r.keep_ratio):
@@ -108,7 +107,7 @@ def plan_rungs(
                         fp32_layernorm=(qdq_source.target or {}).get("layernorm") == "decomposed",
                     )
                 )
-            elif any(abs(k - rung.keep_ratio) < 1e-6 for k in gate_failed):
+            elif qdq_source.gate_failed_at(rung.keep_ratio):
                 if request == "best":
                     continue  # its INT8 rung failed the gate: no calibration-cache INT8 either
                 raise CKDError(
